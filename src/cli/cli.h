@@ -1,0 +1,10 @@
+/* Subcommands of the revd command line. Each returns the process exit status. */
+#ifndef REVD_CLI_CLI_H
+#define REVD_CLI_CLI_H
+
+int cli_serve(int argc, char **argv);
+
+/* Exit statuses shared by every subcommand. */
+enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
+
+#endif

@@ -1,0 +1,225 @@
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "http/http.h"
+#include "http/responder.h"
+
+static const char serve_usage[] =
+	"usage: revd serve [--config FILE] [options]\n"
+	"\n"
+	"Answers OCSP requests over HTTP for the configured issuers. Without --config, the\n"
+	"options below describe one issuer, as `openssl ocsp` does (single-dash forms such as\n"
+	"-index and -CA are accepted too).\n"
+	"\n"
+	"  --config FILE        INI configuration: [server], [ocsp] and [issuer NAME] sections\n"
+	"  --index FILE         OpenSSL CA database (index.txt) with the certificates' status\n"
+	"  --CA FILE            the issuing CA certificate(s) that index.txt belongs to\n"
+	"  --rsigner FILE       responder certificate (default: the CA signs its own answers)\n"
+	"  --rkey FILE          responder private key\n"
+	"  --rother FILE        further certificates to include in responses\n"
+	"  --resp_no_certs      do not include the responder certificate\n"
+	"  --resp_key_id        identify the responder by key hash (the default)\n"
+	"  --resp_by_name       identify the responder by name\n"
+	"  --port PORT          listen on all addresses at PORT\n"
+	"  --listen ADDR:PORT   listen on ADDR:PORT (comma-separated list; default 127.0.0.1:8080)\n"
+	"  --ndays N, --nmin N  validity of answers (nextUpdate - thisUpdate); 8h to 10 days\n"
+	"  --nonce ignore|sign  serve pre-signed answers (default) or sign live and echo nonces\n"
+	"  --not-issued unknown|unauthorized|revoked\n"
+	"                       the answer for a serial the CA never issued (default unknown)\n"
+	"  --path PREFIX        URL path for GET requests (default /)\n"
+	"  --workers N          event loops (default: one per core)\n"
+	"  --log-level LEVEL    error, warn, info (default) or debug\n"
+	"  -h, --help           this text\n";
+
+enum {
+	OPT_CONFIG = 1000, OPT_INDEX, OPT_CA, OPT_RSIGNER, OPT_RKEY, OPT_ROTHER, OPT_NO_CERTS,
+	OPT_KEY_ID, OPT_BY_NAME, OPT_PORT, OPT_LISTEN, OPT_NDAYS, OPT_NMIN, OPT_NONCE,
+	OPT_NOT_ISSUED, OPT_PATH, OPT_WORKERS, OPT_LOG_LEVEL,
+};
+
+static const struct option serve_options[] = {
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"index", required_argument, NULL, OPT_INDEX},
+	{"CA", required_argument, NULL, OPT_CA},
+	{"ca", required_argument, NULL, OPT_CA},
+	{"rsigner", required_argument, NULL, OPT_RSIGNER},
+	{"rkey", required_argument, NULL, OPT_RKEY},
+	{"rother", required_argument, NULL, OPT_ROTHER},
+	{"resp_no_certs", no_argument, NULL, OPT_NO_CERTS},
+	{"resp_key_id", no_argument, NULL, OPT_KEY_ID},
+	{"resp_by_name", no_argument, NULL, OPT_BY_NAME},
+	{"port", required_argument, NULL, OPT_PORT},
+	{"listen", required_argument, NULL, OPT_LISTEN},
+	{"ndays", required_argument, NULL, OPT_NDAYS},
+	{"nmin", required_argument, NULL, OPT_NMIN},
+	{"nonce", required_argument, NULL, OPT_NONCE},
+	{"not-issued", required_argument, NULL, OPT_NOT_ISSUED},
+	{"path", required_argument, NULL, OPT_PATH},
+	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+#define FLAG_ISSUER "issuer default"
+
+static int apply_option(struct config *c, int opt, const char *arg, char *err, size_t errlen)
+{
+	char tmp[64];
+	switch (opt) {
+	case OPT_INDEX: return config_set(c, FLAG_ISSUER, "index", arg, err, errlen);
+	case OPT_CA: return config_set(c, FLAG_ISSUER, "ca", arg, err, errlen);
+	case OPT_RSIGNER: return config_set(c, FLAG_ISSUER, "signer_cert", arg, err, errlen);
+	case OPT_RKEY: return config_set(c, FLAG_ISSUER, "signer_key", arg, err, errlen);
+	case OPT_ROTHER: return config_set(c, FLAG_ISSUER, "signer_other", arg, err, errlen);
+	case OPT_NO_CERTS: return config_set(c, FLAG_ISSUER, "include_signer_cert", "no", err, errlen);
+	case OPT_KEY_ID: return config_set(c, "ocsp", "responder_id", "key", err, errlen);
+	case OPT_BY_NAME: return config_set(c, "ocsp", "responder_id", "name", err, errlen);
+	case OPT_PORT: return config_set(c, "server", "listen", arg, err, errlen);
+	case OPT_LISTEN: return config_set(c, "server", "listen", arg, err, errlen);
+	case OPT_NDAYS:
+		snprintf(tmp, sizeof(tmp), "%sd", arg);
+		return config_set(c, "ocsp", "validity", tmp, err, errlen);
+	case OPT_NMIN:
+		snprintf(tmp, sizeof(tmp), "%smin", arg);
+		return config_set(c, "ocsp", "validity", tmp, err, errlen);
+	case OPT_NONCE: return config_set(c, "ocsp", "nonce", arg, err, errlen);
+	case OPT_NOT_ISSUED: return config_set(c, "ocsp", "not_issued", arg, err, errlen);
+	case OPT_PATH: return config_set(c, "ocsp", "path", arg, err, errlen);
+	case OPT_WORKERS: return config_set(c, "server", "workers", arg, err, errlen);
+	case OPT_LOG_LEVEL: return config_set(c, "server", "log_level", arg, err, errlen);
+	default: return 0;
+	}
+}
+
+struct serve_state {
+	uv_loop_t loop;
+	uv_signal_t sigint, sigterm, sighup;
+	struct http_server *server;
+	struct responder *responder;
+	bool stopped;
+};
+
+static void on_stop_signal(uv_signal_t *h, int signum)
+{
+	struct serve_state *st = h->data;
+	if (st->stopped)
+		return;
+	st->stopped = true;
+	log_info("%s: finishing requests in flight, then exiting", strsignal(signum));
+	http_server_stop(st->server);
+	responder_unwatch(st->responder);
+	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_close((uv_handle_t *)&st->sigterm, NULL);
+	uv_close((uv_handle_t *)&st->sighup, NULL);
+}
+
+static void on_hup(uv_signal_t *h, int signum)
+{
+	log_info("SIGHUP: configuration reload is not supported yet; index files reload by themselves");
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct config cfg;
+	char err[512];
+	int status = CLI_FAIL;
+	config_init(&cfg);
+
+	/* The file first, so flags override it whatever their order. */
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if ((strcmp(a, "--config") == 0 || strcmp(a, "-config") == 0) && i + 1 < argc) {
+			if (config_load_file(&cfg, argv[i + 1], err, sizeof(err)) != 0) {
+				fprintf(stderr, "revd serve: %s\n", err);
+				config_free(&cfg);
+				return CLI_USAGE;
+			}
+		}
+	}
+	optind = 1;
+	opterr = 0;
+	int opt;
+	while ((opt = getopt_long_only(argc, argv, "h", serve_options, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(serve_usage, stdout);
+			config_free(&cfg);
+			return CLI_OK;
+		}
+		if (opt == '?' || opt == ':') {
+			fprintf(stderr, "revd serve: unknown or incomplete option '%s'\n%s", argv[optind - 1],
+			        serve_usage);
+			config_free(&cfg);
+			return CLI_USAGE;
+		}
+		if (apply_option(&cfg, opt, optarg, err, sizeof(err)) != 0) {
+			fprintf(stderr, "revd serve: %s\n", err);
+			config_free(&cfg);
+			return CLI_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "revd serve: unexpected argument '%s'\n", argv[optind]);
+		config_free(&cfg);
+		return CLI_USAGE;
+	}
+	if (cfg.n_listen == 0)
+		config_set(&cfg, "server", "listen", "127.0.0.1:8080", err, sizeof(err));
+	if (config_validate(&cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		config_free(&cfg);
+		return CLI_USAGE;
+	}
+	log_set_level((enum log_level)cfg.log_level);
+	signal(SIGPIPE, SIG_IGN);
+	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
+		/* Signing runs on libuv's pool: one thread per core, four at least. */
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		char v[24];
+		snprintf(v, sizeof(v), "%ld", n > 4 ? n : 4);
+		setenv("UV_THREADPOOL_SIZE", v, 1);
+	}
+
+	struct serve_state st = {0};
+	st.responder = responder_new(&cfg, err, sizeof(err));
+	if (st.responder == NULL) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		goto out;
+	}
+	st.server = http_server_new(&cfg, st.responder, err, sizeof(err));
+	if (st.server == NULL) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		goto out;
+	}
+	uv_loop_init(&st.loop);
+	uv_signal_init(&st.loop, &st.sigint);
+	uv_signal_init(&st.loop, &st.sigterm);
+	uv_signal_init(&st.loop, &st.sighup);
+	st.sigint.data = st.sigterm.data = st.sighup.data = &st;
+	uv_signal_start(&st.sigint, on_stop_signal, SIGINT);
+	uv_signal_start(&st.sigterm, on_stop_signal, SIGTERM);
+	uv_signal_start(&st.sighup, on_hup, SIGHUP);
+	if (responder_watch(st.responder, &st.loop) != 0 ||
+	    http_server_start(st.server, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		_exit(CLI_FAIL); /* threads may be running: no orderly teardown from here */
+	}
+	log_info("revd %s ready", REVD_VERSION);
+	uv_run(&st.loop, UV_RUN_DEFAULT);
+	uv_loop_close(&st.loop);
+	log_info("stopped");
+	status = CLI_OK;
+out:
+	http_server_free(st.server);
+	responder_free(st.responder);
+	config_free(&cfg);
+	return status;
+}

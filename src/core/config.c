@@ -1,0 +1,481 @@
+#include "core/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/log.h"
+
+void config_init(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->workers = 0;
+	c->max_connections = 20000;
+	c->max_header_bytes = 8192;
+	c->max_headers = 64;
+	c->max_url_bytes = 4096;
+	c->max_body_bytes = 16384;
+	c->header_timeout_ms = 10000;
+	c->body_timeout_ms = 10000;
+	c->idle_timeout_ms = 60000;
+	c->write_timeout_ms = 30000;
+	c->log_level = LOG_INFO;
+	c->validity = 24 * 3600;
+	c->max_age = 0;
+	c->nonce = CONFIG_NONCE_IGNORE;
+	c->max_certids = 20;
+	c->not_issued = CONFIG_NOT_ISSUED_UNKNOWN;
+	c->responder_id = CONFIG_RID_KEY;
+	c->sign_budget = 512;
+	c->cache_entries = 1000000;
+	c->index_poll_ms = 250;
+	c->index_max_bytes = (size_t)1 << 30;
+}
+
+static void issuer_free(struct config_issuer *is)
+{
+	free(is->name);
+	free(is->ca);
+	free(is->signer_cert);
+	free(is->signer_key);
+	free(is->signer_other);
+	free(is->index);
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < c->n_listen; i++)
+		free(c->listen[i]);
+	for (size_t i = 0; i < c->n_issuers; i++)
+		issuer_free(&c->issuers[i]);
+	free(c->path);
+	memset(c, 0, sizeof(*c));
+}
+
+bool config_parse_duration_ms(const char *s, uint64_t *ms)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)s[0]))
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	uint64_t mult;
+	if (*end == 0 || strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "m") == 0 || strcmp(end, "min") == 0)
+		mult = 60 * 1000;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600 * 1000;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400 * 1000;
+	else
+		return false;
+	if (v > UINT64_MAX / mult / 1000)
+		return false;
+	*ms = v * mult;
+	return true;
+}
+
+bool config_parse_size(const char *s, uint64_t *bytes)
+{
+	char *end;
+	errno = 0;
+	if (!isdigit((unsigned char)s[0]))
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	uint64_t mult;
+	if (*end == 0)
+		mult = 1;
+	else if (strcasecmp(end, "k") == 0)
+		mult = 1024;
+	else if (strcasecmp(end, "m") == 0)
+		mult = 1024 * 1024;
+	else if (strcasecmp(end, "g") == 0)
+		mult = 1024 * 1024 * 1024;
+	else
+		return false;
+	if (v > UINT64_MAX / mult)
+		return false;
+	*bytes = v * mult;
+	return true;
+}
+
+static int set_str(char **dst, const char *value, char *err, size_t errlen)
+{
+	char *v = strdup(value);
+	if (v == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	free(*dst);
+	*dst = v;
+	return 0;
+}
+
+static int set_size(size_t *dst, const char *key, const char *value, uint64_t lo, uint64_t hi,
+                    char *err, size_t errlen)
+{
+	uint64_t v;
+	if (!config_parse_size(value, &v) || v < lo || v > hi) {
+		snprintf(err, errlen, "%s: expected a size from %llu to %llu, got '%s'", key,
+		         (unsigned long long)lo, (unsigned long long)hi, value);
+		return -1;
+	}
+	*dst = (size_t)v;
+	return 0;
+}
+
+static int set_ms(unsigned *dst, const char *key, const char *value, uint64_t lo, uint64_t hi,
+                  char *err, size_t errlen)
+{
+	uint64_t v;
+	if (!config_parse_duration_ms(value, &v) || v < lo || v > hi) {
+		snprintf(err, errlen, "%s: expected a duration from %llums to %llums, got '%s'", key,
+		         (unsigned long long)lo, (unsigned long long)hi, value);
+		return -1;
+	}
+	*dst = (unsigned)v;
+	return 0;
+}
+
+static int set_enum(int *dst, const char *key, const char *value, const char *const *names,
+                    int n, char *err, size_t errlen)
+{
+	for (int i = 0; i < n; i++) {
+		if (strcmp(value, names[i]) == 0) {
+			*dst = i;
+			return 0;
+		}
+	}
+	char choices[128] = "";
+	for (int i = 0; i < n; i++) {
+		strncat(choices, names[i], sizeof(choices) - strlen(choices) - 1);
+		if (i + 1 < n)
+			strncat(choices, ", ", sizeof(choices) - strlen(choices) - 1);
+	}
+	snprintf(err, errlen, "%s: expected one of %s, got '%s'", key, choices, value);
+	return -1;
+}
+
+static const char *const not_issued_names[] = {"unknown", "unauthorized", "revoked"};
+static const char *const rid_names[] = {"key", "name"};
+static const char *const nonce_names[] = {"ignore", "sign"};
+
+static int set_bool(bool *dst, const char *key, const char *value, char *err, size_t errlen)
+{
+	if (strcmp(value, "yes") == 0 || strcmp(value, "true") == 0 || strcmp(value, "1") == 0) {
+		*dst = true;
+		return 0;
+	}
+	if (strcmp(value, "no") == 0 || strcmp(value, "false") == 0 || strcmp(value, "0") == 0) {
+		*dst = false;
+		return 0;
+	}
+	snprintf(err, errlen, "%s: expected yes or no, got '%s'", key, value);
+	return -1;
+}
+
+static int set_server(struct config *c, const char *key, const char *value, char *err,
+                      size_t errlen)
+{
+	if (strcmp(key, "listen") == 0) {
+		/* A list: "127.0.0.1:8080, [::1]:8080". Setting it replaces the list. */
+		for (size_t i = 0; i < c->n_listen; i++)
+			free(c->listen[i]);
+		c->n_listen = 0;
+		const char *p = value;
+		while (*p) {
+			while (*p == ' ' || *p == ',' || *p == '\t')
+				p++;
+			size_t n = strcspn(p, " ,\t");
+			if (n == 0)
+				break;
+			if (c->n_listen == CONFIG_MAX_LISTEN) {
+				snprintf(err, errlen, "listen: at most %d addresses", CONFIG_MAX_LISTEN);
+				return -1;
+			}
+			c->listen[c->n_listen] = strndup(p, n);
+			if (c->listen[c->n_listen] == NULL) {
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+			c->n_listen++;
+			p += n;
+		}
+		if (c->n_listen == 0) {
+			snprintf(err, errlen, "listen: no address given");
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(key, "workers") == 0) {
+		if (strcmp(value, "auto") == 0) {
+			c->workers = 0;
+			return 0;
+		}
+		size_t w;
+		if (set_size(&w, key, value, 1, 256, err, errlen) != 0)
+			return -1;
+		c->workers = (unsigned)w;
+		return 0;
+	}
+	if (strcmp(key, "max_connections") == 0)
+		return set_size(&c->max_connections, key, value, 1, 10000000, err, errlen);
+	if (strcmp(key, "max_header_bytes") == 0)
+		return set_size(&c->max_header_bytes, key, value, 256, 1024 * 1024, err, errlen);
+	if (strcmp(key, "max_headers") == 0)
+		return set_size(&c->max_headers, key, value, 1, 1000, err, errlen);
+	if (strcmp(key, "max_url_bytes") == 0)
+		return set_size(&c->max_url_bytes, key, value, 64, 1024 * 1024, err, errlen);
+	if (strcmp(key, "max_body_bytes") == 0)
+		return set_size(&c->max_body_bytes, key, value, 64, 16 * 1024 * 1024, err, errlen);
+	if (strcmp(key, "header_timeout") == 0)
+		return set_ms(&c->header_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "body_timeout") == 0)
+		return set_ms(&c->body_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "idle_timeout") == 0)
+		return set_ms(&c->idle_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "write_timeout") == 0)
+		return set_ms(&c->write_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "log_level") == 0) {
+		int l = log_level_parse(value);
+		if (l < 0) {
+			snprintf(err, errlen, "log_level: expected error, warn, info or debug, got '%s'",
+			         value);
+			return -1;
+		}
+		c->log_level = l;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown key '%s' in [server]", key);
+	return -1;
+}
+
+static int set_ocsp(struct config *c, const char *key, const char *value, char *err,
+                    size_t errlen)
+{
+	if (strcmp(key, "path") == 0) {
+		if (value[0] != '/') {
+			snprintf(err, errlen, "path: must start with '/', got '%s'", value);
+			return -1;
+		}
+		return set_str(&c->path, value, err, errlen);
+	}
+	if (strcmp(key, "validity") == 0) {
+		uint64_t ms;
+		/* RFC 9919 / Baseline Requirements: at least 8 hours, at most 10 days. */
+		if (!config_parse_duration_ms(value, &ms) || ms < 8ull * 3600 * 1000 ||
+		    ms > 10ull * 86400 * 1000) {
+			snprintf(err, errlen, "validity: expected a duration from 8h to 10d, got '%s'",
+			         value);
+			return -1;
+		}
+		c->validity = (int64_t)(ms / 1000);
+		return 0;
+	}
+	if (strcmp(key, "max_age") == 0) {
+		uint64_t ms;
+		if (!config_parse_duration_ms(value, &ms) || ms > 10ull * 86400 * 1000) {
+			snprintf(err, errlen, "max_age: expected a duration up to 10d, got '%s'", value);
+			return -1;
+		}
+		c->max_age = (int64_t)(ms / 1000);
+		return 0;
+	}
+	if (strcmp(key, "nonce") == 0)
+		return set_enum(&c->nonce, key, value, nonce_names, 2, err, errlen);
+	if (strcmp(key, "max_certids") == 0)
+		return set_size(&c->max_certids, key, value, 1, 64, err, errlen);
+	if (strcmp(key, "not_issued") == 0)
+		return set_enum(&c->not_issued, key, value, not_issued_names, 3, err, errlen);
+	if (strcmp(key, "responder_id") == 0)
+		return set_enum(&c->responder_id, key, value, rid_names, 2, err, errlen);
+	if (strcmp(key, "sign_budget") == 0) {
+		size_t v;
+		if (set_size(&v, key, value, 1, 1000000, err, errlen) != 0)
+			return -1;
+		c->sign_budget = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(key, "cache_entries") == 0)
+		return set_size(&c->cache_entries, key, value, 16, (uint64_t)1 << 32, err, errlen);
+	if (strcmp(key, "index_poll") == 0)
+		return set_ms(&c->index_poll_ms, key, value, 10, 60000, err, errlen);
+	if (strcmp(key, "index_max_bytes") == 0)
+		return set_size(&c->index_max_bytes, key, value, 1024, (uint64_t)16 << 30, err,
+		                errlen);
+	snprintf(err, errlen, "unknown key '%s' in [ocsp]", key);
+	return -1;
+}
+
+static struct config_issuer *issuer_for(struct config *c, const char *name, char *err,
+                                        size_t errlen)
+{
+	for (size_t i = 0; i < c->n_issuers; i++)
+		if (strcmp(c->issuers[i].name, name) == 0)
+			return &c->issuers[i];
+	if (c->n_issuers == CONFIG_MAX_ISSUERS) {
+		snprintf(err, errlen, "at most %d issuer sections", CONFIG_MAX_ISSUERS);
+		return NULL;
+	}
+	struct config_issuer *is = &c->issuers[c->n_issuers];
+	memset(is, 0, sizeof(*is));
+	is->name = strdup(name);
+	if (is->name == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	is->not_issued = -1;
+	is->responder_id = -1;
+	is->include_signer_cert = true;
+	c->n_issuers++;
+	return is;
+}
+
+static int set_issuer(struct config *c, const char *name, const char *key, const char *value,
+                      char *err, size_t errlen)
+{
+	struct config_issuer *is = issuer_for(c, name, err, errlen);
+	if (is == NULL)
+		return -1;
+	if (strcmp(key, "ca") == 0)
+		return set_str(&is->ca, value, err, errlen);
+	if (strcmp(key, "signer_cert") == 0)
+		return set_str(&is->signer_cert, value, err, errlen);
+	if (strcmp(key, "signer_key") == 0)
+		return set_str(&is->signer_key, value, err, errlen);
+	if (strcmp(key, "signer_other") == 0)
+		return set_str(&is->signer_other, value, err, errlen);
+	if (strcmp(key, "index") == 0)
+		return set_str(&is->index, value, err, errlen);
+	if (strcmp(key, "not_issued") == 0)
+		return set_enum(&is->not_issued, key, value, not_issued_names, 3, err, errlen);
+	if (strcmp(key, "responder_id") == 0)
+		return set_enum(&is->responder_id, key, value, rid_names, 2, err, errlen);
+	if (strcmp(key, "include_signer_cert") == 0)
+		return set_bool(&is->include_signer_cert, key, value, err, errlen);
+	snprintf(err, errlen, "unknown key '%s' in [issuer %s]", key, name);
+	return -1;
+}
+
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char *err, size_t errlen)
+{
+	if (strcmp(section, "server") == 0)
+		return set_server(c, key, value, err, errlen);
+	if (strcmp(section, "ocsp") == 0)
+		return set_ocsp(c, key, value, err, errlen);
+	if (strncmp(section, "issuer", 6) == 0 && (section[6] == ' ' || section[6] == '\t')) {
+		char name[128];
+		const char *p = section + 7;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t n = strlen(p);
+		if (n >= 2 && p[0] == '"' && p[n - 1] == '"') {
+			p++;
+			n -= 2;
+		}
+		if (n == 0 || n >= sizeof(name)) {
+			snprintf(err, errlen, "[%s]: an issuer needs a name of 1 to 127 characters",
+			         section);
+			return -1;
+		}
+		for (size_t i = 0; i < n; i++) {
+			if (!isalnum((unsigned char)p[i]) && p[i] != '-' && p[i] != '_' && p[i] != '.') {
+				snprintf(err, errlen, "[%s]: issuer names use letters, digits, '-', '_', '.'",
+				         section);
+				return -1;
+			}
+		}
+		memcpy(name, p, n);
+		name[n] = 0;
+		return set_issuer(c, name, key, value, err, errlen);
+	}
+	snprintf(err, errlen, "unknown section [%s] (expected server, ocsp or issuer NAME)",
+	         section);
+	return -1;
+}
+
+struct load_ctx {
+	struct config *c;
+	char err[256]; /* the first error only: inih reports the first failing line */
+};
+
+static int on_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *ctx = user;
+	char err[256];
+	if (section[0] == 0) {
+		snprintf(err, sizeof(err), "key '%s' outside any section", name);
+	} else if (config_set(ctx->c, section, name, value, err, sizeof(err)) == 0) {
+		return 1;
+	}
+	if (ctx->err[0] == 0)
+		snprintf(ctx->err, sizeof(ctx->err), "%s", err);
+	return 0;
+}
+
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	struct load_ctx ctx = {.c = c, .err = ""};
+	int r = ini_parse_file(f, on_ini_line, &ctx);
+	fclose(f);
+	if (r == 0)
+		return 0;
+	if (r < 0) {
+		snprintf(err, errlen, "%s: cannot read", path);
+	} else if (ctx.err[0] != 0) {
+		snprintf(err, errlen, "%s:%d: %s", path, r, ctx.err);
+	} else {
+		snprintf(err, errlen,
+		         "%s:%d: not an INI line (expected [section] or key = value, under %d "
+		         "characters)",
+		         path, r, 200);
+	}
+	return -1;
+}
+
+int config_validate(const struct config *c, char *err, size_t errlen)
+{
+	if (c->n_issuers == 0) {
+		snprintf(err, errlen, "no issuer configured (give --CA/--index/--rkey or an "
+		                      "[issuer NAME] section)");
+		return -1;
+	}
+	for (size_t i = 0; i < c->n_issuers; i++) {
+		const struct config_issuer *is = &c->issuers[i];
+		const char *missing = is->ca == NULL           ? "ca"
+		                      : is->signer_key == NULL ? "signer_key"
+		                      : is->index == NULL      ? "index"
+		                                               : NULL;
+		if (missing != NULL) {
+			snprintf(err, errlen, "[issuer %s]: '%s' is required", is->name, missing);
+			return -1;
+		}
+	}
+	if (c->max_url_bytes > c->max_header_bytes) {
+		snprintf(err, errlen, "max_url_bytes (%zu) cannot exceed max_header_bytes (%zu)",
+		         c->max_url_bytes, c->max_header_bytes);
+		return -1;
+	}
+	if (c->max_age > c->validity) {
+		snprintf(err, errlen, "max_age cannot exceed validity");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,86 @@
+/*
+ * revd's configuration: one INI file, and command-line flags that set the same keys.
+ * Parsing only; no other module's types. Defaults meet RFC 9919 and the CA/Browser
+ * Forum Baseline Requirements.
+ */
+#ifndef REVD_CORE_CONFIG_H
+#define REVD_CORE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_ISSUERS 256
+
+enum config_not_issued { CONFIG_NOT_ISSUED_UNKNOWN, CONFIG_NOT_ISSUED_UNAUTHORIZED,
+	                     CONFIG_NOT_ISSUED_REVOKED };
+enum config_responder_id { CONFIG_RID_KEY, CONFIG_RID_NAME };
+enum config_nonce { CONFIG_NONCE_IGNORE, CONFIG_NONCE_SIGN };
+
+struct config_issuer {
+	char *name;
+	char *ca;          /* PEM file with one or more CA certificates */
+	char *signer_cert; /* NULL: the CA signs its own answers */
+	char *signer_key;
+	char *signer_other; /* extra certificates for the certs field */
+	char *index;
+	int not_issued;   /* -1: inherit [ocsp] */
+	int responder_id; /* -1: inherit [ocsp] */
+	bool include_signer_cert; /* send the delegated signer's certificate (default yes) */
+};
+
+struct config {
+	/* [server] */
+	char *listen[CONFIG_MAX_LISTEN];
+	size_t n_listen;
+	unsigned workers; /* 0: one per core */
+	size_t max_connections;
+	size_t max_header_bytes;
+	size_t max_headers;
+	size_t max_url_bytes;
+	size_t max_body_bytes;
+	unsigned header_timeout_ms;
+	unsigned body_timeout_ms;
+	unsigned idle_timeout_ms;
+	unsigned write_timeout_ms;
+	int log_level;
+	/* [ocsp] */
+	char *path; /* GET prefix, "/" or "/ocsp" */
+	int64_t validity;
+	int64_t max_age; /* Cache-Control max-age ceiling; 0: until nextUpdate */
+	int nonce;
+	size_t max_certids;
+	int not_issued;
+	int responder_id;
+	unsigned sign_budget;
+	size_t cache_entries;
+	unsigned index_poll_ms;
+	size_t index_max_bytes;
+	/* [issuer NAME] */
+	struct config_issuer issuers[CONFIG_MAX_ISSUERS];
+	size_t n_issuers;
+};
+
+void config_init(struct config *c);
+void config_free(struct config *c);
+
+/* Reads an INI file on top of c. Returns 0, or -1 with "FILE:LINE: what" in err. */
+int config_load_file(struct config *c, const char *path, char *err, size_t errlen);
+
+/*
+ * Sets one key. section is "server", "ocsp" or "issuer NAME" (the issuer is created
+ * on first use). Returns 0, or -1 with a message in err.
+ */
+int config_set(struct config *c, const char *section, const char *key, const char *value,
+               char *err, size_t errlen);
+
+/* Cross-checks after everything is set: issuers complete, limits coherent. */
+int config_validate(const struct config *c, char *err, size_t errlen);
+
+/* "30s", "250ms", "8h", "7d", "3600" (seconds). Returns false on anything else. */
+bool config_parse_duration_ms(const char *s, uint64_t *ms);
+/* "16384", "16k", "1m", "1g". */
+bool config_parse_size(const char *s, uint64_t *bytes);
+
+#endif

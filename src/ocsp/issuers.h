@@ -1,0 +1,43 @@
+/* The issuers revd answers for, found by a request's CertID. No I/O. */
+#ifndef REVD_OCSP_ISSUERS_H
+#define REVD_OCSP_ISSUERS_H
+
+#include <openssl/x509.h>
+
+#include "ocsp/ocsp.h"
+#include "ocsp/signer.h"
+
+#define OCSP_MAX_ISSUERS 1024
+
+struct ocsp_issuer {
+	unsigned id; /* index in its table: stable for the table's life */
+	char *name;
+	X509 *cert;
+	struct ocsp_signer *signer; /* holds a reference */
+	bool delegated;             /* signer is a delegated responder, not the CA itself */
+	uint8_t name_hash[OCSP_HASH_COUNT][64];
+	uint8_t key_hash[OCSP_HASH_COUNT][64];
+	void *user; /* the layer above attaches its per-issuer state here; borrowed */
+};
+
+struct ocsp_issuers;
+
+struct ocsp_issuers *ocsp_issuers_new(void);
+void ocsp_issuers_free(struct ocsp_issuers *t);
+
+/*
+ * Adds an issuer: borrows cert (takes its own reference) and takes a new reference to
+ * signer. Refuses (NULL, reason in err) a signer that may not answer for cert, a CA
+ * already in the table, or a table that is full.
+ */
+struct ocsp_issuer *ocsp_issuers_add(struct ocsp_issuers *t, const char *name, X509 *cert,
+                                     struct ocsp_signer *signer, char *err, size_t errlen);
+
+/* The issuer a CertID names, or NULL (an unknown issuer or hash algorithm). */
+const struct ocsp_issuer *ocsp_issuers_find(const struct ocsp_issuers *t,
+                                            const struct ocsp_certid *id);
+
+size_t ocsp_issuers_count(const struct ocsp_issuers *t);
+struct ocsp_issuer *ocsp_issuers_get(const struct ocsp_issuers *t, size_t i);
+
+#endif
