@@ -335,18 +335,21 @@ static void serve_hit(struct http_request *req, struct responder *r, enum cache_
                       const struct ocsp_request *oreq, const uint8_t *der, size_t len,
                       const struct ocsp_issuer *const *iss, int64_t now)
 {
+	/* The refresh job copies the request first: once answered, the connection may
+	 * reuse the buffers der points into. */
+	struct ocsp_job *rj = NULL;
+	if (cr == CACHE_HIT_REFRESH) {
+		rj = job_new(r, NULL, req->worker, JOB_REFRESH, oreq, der, len, iss);
+		if (rj == NULL)
+			cache_complete(r->cache, fill, NULL);
+	}
 	http_respond_entry(req, hit, now);
 	cache_entry_unref(hit);
-	if (cr != CACHE_HIT_REFRESH)
-		return;
-	struct ocsp_job *rj = job_new(r, NULL, req->worker, JOB_REFRESH, oreq, der, len, iss);
-	if (rj == NULL) {
-		cache_complete(r->cache, fill, NULL);
-		return;
+	if (rj != NULL) {
+		rj->fill = fill;
+		rj->cacheable = true;
+		start_lookups(rj);
 	}
-	rj->fill = fill;
-	rj->cacheable = true;
-	start_lookups(rj);
 }
 
 static void handle_ocsp(struct http_request *req, const uint8_t *der, size_t len)
