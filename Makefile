@@ -18,7 +18,7 @@ test-deps:
 
 build: deps
 	cmake -S . -B $(BUILD) -DREVD_WERROR=ON >/dev/null
-	cmake --build $(BUILD) -j $(JOBS)
+	cmake --build $(BUILD) -j $(JOBS) --target revd
 
 demo: build
 	bash scripts/demo.sh
