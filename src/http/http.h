@@ -39,6 +39,7 @@ struct http_worker {
 	uv_timer_t tick; /* once a second: the Date header, the stop deadline */
 	pthread_mutex_t mail_lock;
 	struct http_mail *mail_head, *mail_tail;
+	bool mail_closed; /* the loop is gone: mail runs on the poster's thread */
 	char date[30]; /* IMF-fixdate of date_sec */
 	int64_t date_sec;
 	struct conn *conns; /* every open connection, for shutdown */
@@ -70,7 +71,9 @@ int http_server_start(struct http_server *s, char *err, size_t errlen);
 void http_server_stop(struct http_server *s);
 void http_server_free(struct http_server *s);
 
-/* Runs m->run on w's loop thread soon. Any thread may call it. */
+/* Runs m->run on w's loop thread soon. Any thread may call it. Once w has stopped
+ * (all its connections closed, so every job of its detached), m->run runs at once on
+ * the caller's thread instead. */
 void http_worker_post(struct http_worker *w, struct http_mail *m);
 
 /* Parses "HOST:PORT", "[V6]:PORT" or "PORT" (all addresses). */

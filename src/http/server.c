@@ -186,10 +186,26 @@ static void close_listeners(struct http_worker *w)
 			uv_close((uv_handle_t *)&w->listeners[a], NULL);
 }
 
+static void run_mail(struct http_mail *m)
+{
+	while (m != NULL) {
+		struct http_mail *next = m->next;
+		m->run(m);
+		m = next;
+	}
+}
+
 static void finish_stop_if_done(struct http_worker *w)
 {
 	if (w->n_conns == 0 || w->stop_ticks >= STOP_GRACE_TICKS) {
 		conn_stop_idle(w, true);
+		/* No async handle after this: later mail runs where it is posted. */
+		pthread_mutex_lock(&w->mail_lock);
+		w->mail_closed = true;
+		struct http_mail *m = w->mail_head;
+		w->mail_head = w->mail_tail = NULL;
+		pthread_mutex_unlock(&w->mail_lock);
+		run_mail(m);
 		if (!uv_is_closing((uv_handle_t *)&w->tick))
 			uv_close((uv_handle_t *)&w->tick, NULL);
 		if (!uv_is_closing((uv_handle_t *)&w->wake))
@@ -218,11 +234,7 @@ static void on_wake(uv_async_t *a)
 	pthread_mutex_unlock(&w->mail_lock);
 	w->stopping = stop;
 	update_date(w);
-	while (m != NULL) {
-		struct http_mail *next = m->next;
-		m->run(m);
-		m = next;
-	}
+	run_mail(m);
 	if (stop && !uv_is_closing((uv_handle_t *)&w->tick)) {
 		close_listeners(w);
 		conn_stop_idle(w, false);
@@ -234,6 +246,11 @@ void http_worker_post(struct http_worker *w, struct http_mail *m)
 {
 	m->next = NULL;
 	pthread_mutex_lock(&w->mail_lock);
+	if (w->mail_closed) {
+		pthread_mutex_unlock(&w->mail_lock);
+		m->run(m);
+		return;
+	}
 	if (w->mail_tail)
 		w->mail_tail->next = m;
 	else
@@ -247,15 +264,6 @@ static void worker_main(void *arg)
 {
 	struct http_worker *w = arg;
 	uv_run(&w->loop, UV_RUN_DEFAULT);
-	/* Mail that arrived after the loop stopped still runs, so its owners can free it. */
-	struct http_mail *m = w->mail_head;
-	w->mail_head = w->mail_tail = NULL;
-	while (m != NULL) {
-		struct http_mail *next = m->next;
-		m->run(m);
-		m = next;
-	}
-	uv_run(&w->loop, UV_RUN_NOWAIT);
 }
 
 int http_server_start(struct http_server *s, char *err, size_t errlen)
