@@ -25,7 +25,7 @@ enum conn_state {
 	CS_BUSY,    /* a complete request is being answered */
 };
 
-enum header_kind { H_OTHER, H_INM, H_EXPECT, H_HOST };
+enum header_kind { H_OTHER, H_INM, H_EXPECT, H_HOST, H_TE };
 
 struct conn {
 	uv_tcp_t tcp;
@@ -56,7 +56,10 @@ struct conn {
 	char expect[32];
 	size_t expect_len;
 	bool has_expect;
-	bool has_host;
+	unsigned n_host;
+	char te[32];
+	size_t te_len;
+	bool has_te;
 	size_t header_bytes;
 	size_t n_headers;
 	int error_status;
@@ -117,7 +120,9 @@ static int on_message_begin(llhttp_t *p)
 	c->has_inm = false;
 	c->expect_len = 0;
 	c->has_expect = false;
-	c->has_host = false;
+	c->n_host = 0;
+	c->te_len = 0;
+	c->has_te = false;
 	c->header_bytes = 0;
 	c->n_headers = 0;
 	c->error_status = 0;
@@ -155,6 +160,16 @@ static int on_header_field(llhttp_t *p, const char *at, size_t len)
 	return 0;
 }
 
+static void append_capped(char *dst, size_t *len, size_t cap, const char *at, size_t n)
+{
+	size_t room = cap - 1 - *len;
+	if (n > room)
+		n = room;
+	memcpy(dst + *len, at, n);
+	*len += n;
+	dst[*len] = 0;
+}
+
 static int on_header_field_complete(llhttp_t *p)
 {
 	struct conn *c = conn_of(p);
@@ -168,23 +183,19 @@ static int on_header_field_complete(llhttp_t *p)
 		c->has_expect = true;
 	} else if (strcasecmp(c->hname, "host") == 0) {
 		c->hkind = H_HOST;
-		c->has_host = true;
+		c->n_host++;
+	} else if (strcasecmp(c->hname, "transfer-encoding") == 0) {
+		/* Several fields are one list; a second one means a coding besides chunked. */
+		c->hkind = H_TE;
+		if (c->has_te)
+			append_capped(c->te, &c->te_len, sizeof(c->te), ",", 1);
+		c->has_te = true;
 	} else {
 		c->hkind = H_OTHER;
 	}
 	if (++c->n_headers > c->cfg->max_headers)
 		return fail(c, 431);
 	return 0;
-}
-
-static void append_capped(char *dst, size_t *len, size_t cap, const char *at, size_t n)
-{
-	size_t room = cap - 1 - *len;
-	if (n > room)
-		n = room;
-	memcpy(dst + *len, at, n);
-	*len += n;
-	dst[*len] = 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t len)
@@ -201,6 +212,9 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 	case H_EXPECT:
 		append_capped(c->expect, &c->expect_len, sizeof(c->expect), at, len);
 		break;
+	case H_TE:
+		append_capped(c->te, &c->te_len, sizeof(c->te), at, len);
+		break;
 	default:
 		break;
 	}
@@ -214,8 +228,11 @@ static int on_headers_complete(llhttp_t *p)
 	struct conn *c = conn_of(p);
 	int method = llhttp_get_method(p);
 	bool http11 = llhttp_get_http_major(p) == 1 && llhttp_get_http_minor(p) >= 1;
-	if (http11 && !c->has_host)
-		return fail(c, 400); /* RFC 9112 §3.2 */
+	if ((http11 && c->n_host == 0) || c->n_host > 1)
+		return fail(c, 400); /* RFC 9112 §3.2: exactly one Host */
+	/* revd decodes no transfer coding but chunked (RFC 9112 §6.1: 501 otherwise). */
+	if (c->has_te && strcasecmp(c->te, "chunked") != 0)
+		return fail(c, 501);
 	if (method != HTTP_GET && method != HTTP_HEAD && method != HTTP_POST)
 		return fail(c, 405);
 	if ((p->flags & F_CONTENT_LENGTH) && p->content_length > c->cfg->max_body_bytes)
@@ -432,7 +449,8 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
 	struct conn *c = req_conn(req);
 	struct http_worker *w = c->w;
 	bool not_modified = false;
-	if (req->if_none_match != NULL) {
+	/* Only GET and HEAD are conditional here (RFC 9110 §13.1.2). */
+	if (req->if_none_match != NULL && (req->method == HTTP_GET || req->head)) {
 		/* The ETag is the first header line of the entry: ETag: "..."\r\n */
 		const char *etag = e->hdr + 6;
 		const char *eol = memchr(etag, '\r', e->hdr_len - 6);
@@ -735,7 +753,9 @@ void conn_stop_idle(struct http_worker *w, bool all)
 	struct conn *c = w->conns;
 	while (c != NULL) {
 		struct conn *next = c->next;
-		if (all || (c->state == CS_IDLE && c->writes_pending == 0 && c->rlen == 0))
+		/* At shutdown only requests already complete are finished; one still being
+		 * received is dropped, as its client would have to retry anyway. */
+		if (all || (c->state != CS_BUSY && c->writes_pending == 0))
 			conn_close(c);
 		c = next;
 	}
@@ -783,6 +803,7 @@ const char *http_status_text(int status)
 	case 417: return "Expectation Failed";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
 	case 503: return "Service Unavailable";
 	default: return "Error";
 	}

@@ -1,5 +1,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,36 @@ static void format_addr(const struct sockaddr_storage *ss, char *out, size_t len
 
 /* One listening socket per worker and address, all on one port: the kernel spreads
  * connections across workers (SO_REUSEPORT). */
-static int open_listener(struct sockaddr_storage *ss, char *err, size_t errlen)
+/*
+ * SO_REUSEPORT would let a second revd (or anything of the same user) share the port
+ * silently and take half the connections. A socket without it binds only to a free
+ * port: bind one, see, and let go.
+ */
+static int check_port_free(const struct sockaddr_storage *ss, socklen_t sl, char *err,
+                           size_t errlen)
+{
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss->ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	int r = bind(fd, (const struct sockaddr *)ss, sl);
+	int e = errno;
+	close(fd);
+	if (r != 0) {
+		char a[64];
+		format_addr(ss, a, sizeof(a));
+		snprintf(err, errlen, "cannot listen on %s: %s", a, strerror(e));
+		return -1;
+	}
+	return 0;
+}
+
+static int open_listener(struct sockaddr_storage *ss, bool first, char *err, size_t errlen)
 {
 	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
@@ -98,6 +128,12 @@ static int open_listener(struct sockaddr_storage *ss, char *err, size_t errlen)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
 	socklen_t sl = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
 	                                         : sizeof(struct sockaddr_in6);
+	uint16_t port = ss->ss_family == AF_INET ? ((struct sockaddr_in *)ss)->sin_port
+	                                         : ((struct sockaddr_in6 *)ss)->sin6_port;
+	if (first && port != 0 && check_port_free(ss, sl, err, errlen) != 0) {
+		close(fd);
+		return -1;
+	}
 	if (bind(fd, (struct sockaddr *)ss, sl) != 0 || listen(fd, 4096) != 0) {
 		char a[64];
 		format_addr(ss, a, sizeof(a));
@@ -140,7 +176,7 @@ struct http_server *http_server_new(const struct config *cfg, struct responder *
 		if (http_parse_listen(cfg->listen[a], &ss, err, errlen) != 0)
 			goto fail;
 		for (unsigned w = 0; w < s->n_workers; w++) {
-			int fd = open_listener(&ss, err, errlen);
+			int fd = open_listener(&ss, w == 0, err, errlen);
 			if (fd < 0)
 				goto fail;
 			struct http_worker *wk = &s->workers[w];
