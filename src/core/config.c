@@ -406,10 +406,54 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 	return -1;
 }
 
+/*
+ * inih reads through our reader, so we know the line each handler call comes from,
+ * and can refuse a line longer than inih's buffer instead of letting it be cut.
+ */
 struct load_ctx {
 	struct config *c;
-	char err[256]; /* the first error only: inih reports the first failing line */
+	FILE *f;
+	int line;          /* lines read so far */
+	int err_line;      /* the first line with an error, 0 if none */
+	char err[256];     /* what is wrong there */
+	bool in_long_line; /* the reader is inside an overlong line */
 };
+
+#define INI_LINE_MAX 200 /* Debian's libinih is built with INI_MAX_LINE 200 */
+
+static void record_error(struct load_ctx *ctx, int line, const char *what)
+{
+	if (ctx->err_line == 0 || line < ctx->err_line) {
+		ctx->err_line = line;
+		snprintf(ctx->err, sizeof(ctx->err), "%s", what);
+	}
+}
+
+static char *read_line(char *str, int num, void *stream)
+{
+	struct load_ctx *ctx = stream;
+	if (fgets(str, num, ctx->f) == NULL)
+		return NULL;
+	size_t n = strlen(str);
+	bool complete = n > 0 && str[n - 1] == '\n';
+	if (!ctx->in_long_line)
+		ctx->line++;
+	if (!complete && !feof(ctx->f)) {
+		if (!ctx->in_long_line) {
+			char what[96];
+			snprintf(what, sizeof(what), "line longer than %d characters", INI_LINE_MAX - 2);
+			record_error(ctx, ctx->line, what);
+		}
+		ctx->in_long_line = true;
+		str[0] = 0; /* hand inih an empty line instead of a piece */
+		return str;
+	}
+	if (ctx->in_long_line) {
+		ctx->in_long_line = false;
+		str[0] = 0;
+	}
+	return str;
+}
 
 static int on_ini_line(void *user, const char *section, const char *name, const char *value)
 {
@@ -420,8 +464,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
 	} else if (config_set(ctx->c, section, name, value, err, sizeof(err)) == 0) {
 		return 1;
 	}
-	if (ctx->err[0] == 0)
-		snprintf(ctx->err, sizeof(ctx->err), "%s", err);
+	record_error(ctx, ctx->line, err);
 	return 0;
 }
 
@@ -432,21 +475,19 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
-	struct load_ctx ctx = {.c = c, .err = ""};
-	int r = ini_parse_file(f, on_ini_line, &ctx);
+	struct load_ctx ctx = {.c = c, .f = f};
+	int r = ini_parse_stream(read_line, &ctx, on_ini_line, &ctx);
 	fclose(f);
-	if (r == 0)
-		return 0;
 	if (r < 0) {
 		snprintf(err, errlen, "%s: cannot read", path);
-	} else if (ctx.err[0] != 0) {
-		snprintf(err, errlen, "%s:%d: %s", path, r, ctx.err);
-	} else {
-		snprintf(err, errlen,
-		         "%s:%d: not an INI line (expected [section] or key = value, under %d "
-		         "characters)",
-		         path, r, 200);
+		return -1;
 	}
+	/* inih's own complaint (a line that is not INI) counts when it comes first. */
+	if (r > 0 && (ctx.err_line == 0 || r < ctx.err_line))
+		record_error(&ctx, r, "not an INI line (expected [section] or key = value)");
+	if (ctx.err_line == 0)
+		return 0;
+	snprintf(err, errlen, "%s:%d: %s", path, ctx.err_line, ctx.err);
 	return -1;
 }
 

@@ -406,13 +406,20 @@ struct index_store {
 	void *on_change_arg;
 };
 
-static void index_lookup(struct store *base, const uint8_t *serial, size_t len,
-                         store_lookup_cb cb, void *arg)
+static struct store_issuer *index_issuer(struct store *base, const char *name, char *err,
+                                         size_t errlen)
+{
+	/* One file, one CA: every name maps to the store itself. */
+	return (struct store_issuer *)base;
+}
+
+static void index_lookup(struct store *base, const struct store_query *q, store_lookup_cb cb,
+                         void *arg)
 {
 	struct index_store *s = (struct index_store *)base;
 	struct store_record rec;
 	pthread_rwlock_rdlock(&s->lock);
-	bool found = index_snapshot_find(s->snap, serial, len, &rec);
+	bool found = index_snapshot_find(s->snap, q->serial, q->serial_len, &rec);
 	pthread_rwlock_unlock(&s->lock);
 	if (!found) {
 		memset(&rec, 0, sizeof(rec));
@@ -435,6 +442,7 @@ static void index_free(struct store *base)
 
 static const struct store_ops index_ops = {
 	.kind = "index",
+	.issuer = index_issuer,
 	.lookup = index_lookup,
 	.free = index_free,
 };

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 #define STORE_MAX_SERIAL 32
 
@@ -42,6 +43,14 @@ enum store_error {
 
 struct store;
 
+/* One lookup. */
+struct store_query {
+	uv_loop_t *loop;      /* the caller's loop: an asynchronous store answers on it */
+	struct store_issuer *issuer; /* from store_issuer(); borrowed */
+	const uint8_t *serial;
+	size_t serial_len;
+};
+
 /* Called once per lookup with the record (NULL unless err is STORE_OK). */
 typedef void (*store_lookup_cb)(void *arg, enum store_error err, const struct store_record *rec);
 
@@ -52,10 +61,17 @@ typedef void (*store_change_cb)(void *arg, struct store *s, const struct store_s
 struct store_ops {
 	const char *kind;
 	/*
-	 * Looks up one serial. May call cb before returning (an in-memory store does);
-	 * a store that must wait for I/O calls it later on the caller's loop.
+	 * The store's handle for an issuer, by the name the CA's records use for it (a
+	 * file-backed store has one issuer and ignores the name). NULL with a message in
+	 * err if the store can never serve it. The handle lives as long as the store.
 	 */
-	void (*lookup)(struct store *s, const uint8_t *serial, size_t len, store_lookup_cb cb,
+	struct store_issuer *(*issuer)(struct store *s, const char *name, char *err,
+	                               size_t errlen);
+	/*
+	 * Looks up one serial. May call cb before returning (an in-memory store does);
+	 * a store that must wait for I/O calls it later on q->loop's thread.
+	 */
+	void (*lookup)(struct store *s, const struct store_query *q, store_lookup_cb cb,
 	               void *arg);
 	void (*free)(struct store *s);
 };
@@ -65,10 +81,16 @@ struct store {
 	char name[64]; /* for logs: the file or database it reads */
 };
 
-static inline void store_lookup(struct store *s, const uint8_t *serial, size_t len,
+static inline struct store_issuer *store_issuer(struct store *s, const char *name, char *err,
+                                                size_t errlen)
+{
+	return s->ops->issuer(s, name, err, errlen);
+}
+
+static inline void store_lookup(struct store *s, const struct store_query *q,
                                 store_lookup_cb cb, void *arg)
 {
-	s->ops->lookup(s, serial, len, cb, arg);
+	s->ops->lookup(s, q, cb, arg);
 }
 
 static inline void store_free(struct store *s)

@@ -298,7 +298,13 @@ static void start_lookups(struct ocsp_job *j)
 	for (size_t i = 0; i < n; i++) {
 		const struct responder_issuer *ri = j->iss[i]->user;
 		const struct ocsp_certid *id = &j->ids[i];
-		store_lookup(ri->store, id->serial, id->serial_len, on_lookup, &j->lctx[i]);
+		struct store_query q = {
+			.loop = &j->worker->loop,
+			.issuer = ri->store_issuer,
+			.serial = id->serial,
+			.serial_len = id->serial_len,
+		};
+		store_lookup(ri->store, &q, on_lookup, &j->lctx[i]);
 	}
 }
 

@@ -75,6 +75,9 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 			goto out;
 		struct responder_issuer *ri = &r->per_issuer[is->id];
 		ri->store = store;
+		ri->store_issuer = store_issuer(store, ci->name, e, sizeof(e));
+		if (ri->store_issuer == NULL)
+			goto out;
 		ri->not_issued = (enum ocsp_not_issued)policy;
 		is->user = ri;
 		char subject[256];

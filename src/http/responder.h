@@ -16,6 +16,7 @@
 
 struct responder_issuer {
 	struct store *store; /* borrowed from responder->stores */
+	struct store_issuer *store_issuer;
 	enum ocsp_not_issued not_issued;
 };
 

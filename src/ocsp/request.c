@@ -1,5 +1,7 @@
 #include "ocsp/request.h"
 
+#include <openssl/err.h>
+#include <openssl/ocsp.h>
 #include <string.h>
 
 #include "ocsp/der.h"
@@ -162,6 +164,16 @@ static enum ocsp_decode_result decode_extensions(struct der_cursor *c, bool nonc
 	return OCSP_DECODE_OK;
 }
 
+static bool openssl_accepts(const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	OCSP_REQUEST *req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
+	bool ok = req != NULL && p == der + len;
+	OCSP_REQUEST_free(req);
+	ERR_clear_error();
+	return ok;
+}
+
 enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size_t max_certids,
                                             struct ocsp_request *req)
 {
@@ -180,11 +192,13 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 	if (!der_read(&ocsp_req, DER_SEQUENCE, &tbs))
 		return OCSP_DECODE_MALFORMED;
 	/* optionalSignature [0] EXPLICIT Signature: accepted, not verified (RFC 6960 §4.1.2). */
+	bool rare_parts = false;
 	if (der_peek_tag(&ocsp_req) == DER_CTX_CONS(0)) {
 		struct der_cursor sig, sig_seq;
 		if (!der_read(&ocsp_req, DER_CTX_CONS(0), &sig) ||
 		    !der_read(&sig, DER_SEQUENCE, &sig_seq) || !der_at_end(&sig))
 			return OCSP_DECODE_MALFORMED;
+		rare_parts = true;
 	}
 	if (!der_at_end(&ocsp_req))
 		return OCSP_DECODE_MALFORMED;
@@ -204,6 +218,7 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 		if (!der_read(&tbs, DER_CTX_CONS(1), &name) ||
 		    !der_read_any(&name, &tag, &inner, NULL) || !der_at_end(&name))
 			return OCSP_DECODE_MALFORMED;
+		rare_parts = true;
 	}
 	if (!der_read(&tbs, DER_SEQUENCE, &list) || der_at_end(&list))
 		return OCSP_DECODE_MALFORMED;
@@ -243,6 +258,13 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 			return OCSP_DECODE_MALFORMED;
 	}
 	if (!der_at_end(&tbs))
+		return OCSP_DECODE_MALFORMED;
+	/*
+	 * A requestorName or signature is ignored, but must still be what RFC 6960 says it
+	 * is (a GeneralName; a Signature with its certificates). Rather than parse X.509
+	 * here for fields revd never uses, such requests (rare) must also satisfy OpenSSL.
+	 */
+	if (rare_parts && !openssl_accepts(der, len))
 		return OCSP_DECODE_MALFORMED;
 	return OCSP_DECODE_OK;
 }
