@@ -335,6 +335,13 @@ size_t index_snapshot_count(const struct index_snapshot *s)
 	return s->n;
 }
 
+void index_snapshot_entry(const struct index_snapshot *s, size_t i, struct store_serial *serial,
+                          struct store_record *rec)
+{
+	*serial = s->entries[i].serial;
+	*rec = s->entries[i].rec;
+}
+
 bool index_snapshot_find(const struct index_snapshot *s, const uint8_t *serial, size_t len,
                          struct store_record *rec)
 {

@@ -20,6 +20,9 @@ struct index_snapshot;
 struct index_snapshot *index_parse(const char *text, size_t len, char *err, size_t errlen);
 void index_snapshot_free(struct index_snapshot *s);
 size_t index_snapshot_count(const struct index_snapshot *s);
+/* The i-th distinct entry (0 <= i < count), in file order. */
+void index_snapshot_entry(const struct index_snapshot *s, size_t i, struct store_serial *serial,
+                          struct store_record *rec);
 bool index_snapshot_find(const struct index_snapshot *s, const uint8_t *serial, size_t len,
                          struct store_record *rec);
 

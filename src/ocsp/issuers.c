@@ -30,21 +30,22 @@ void ocsp_issuers_free(struct ocsp_issuers *t)
 
 /* issuerNameHash over the DER of the CA's subject; issuerKeyHash over its public key's
  * BIT STRING value, excluding tag, length and unused-bits octet (RFC 6960 §4.1.1). */
-static bool compute_hashes(struct ocsp_issuer *is)
+bool ocsp_issuer_hashes(X509 *ca, uint8_t name_hash[OCSP_HASH_COUNT][64],
+                        uint8_t key_hash[OCSP_HASH_COUNT][64])
 {
 	unsigned char *name = NULL;
-	int name_len = i2d_X509_NAME(X509_get_subject_name(is->cert), &name);
+	int name_len = i2d_X509_NAME(X509_get_subject_name(ca), &name);
 	if (name_len <= 0)
 		return false;
-	const ASN1_BIT_STRING *key = X509_get0_pubkey_bitstr(is->cert);
+	const ASN1_BIT_STRING *key = X509_get0_pubkey_bitstr(ca);
 	bool ok = key != NULL;
 	for (int h = 0; ok && h < OCSP_HASH_COUNT; h++) {
 		const EVP_MD *md = EVP_get_digestbyname(ocsp_hash_name((enum ocsp_hash)h));
 		unsigned int len;
 		ok = md != NULL &&
-		     EVP_Digest(name, (size_t)name_len, is->name_hash[h], &len, md, NULL) == 1 &&
+		     EVP_Digest(name, (size_t)name_len, name_hash[h], &len, md, NULL) == 1 &&
 		     EVP_Digest(ASN1_STRING_get0_data(key), (size_t)ASN1_STRING_length(key),
-		                is->key_hash[h], &len, md, NULL) == 1;
+		                key_hash[h], &len, md, NULL) == 1;
 	}
 	OPENSSL_free(name);
 	return ok;
@@ -75,7 +76,7 @@ struct ocsp_issuer *ocsp_issuers_add(struct ocsp_issuers *t, const char *name, X
 	}
 	X509_up_ref(cert);
 	is->cert = cert;
-	if (!compute_hashes(is)) {
+	if (!ocsp_issuer_hashes(is->cert, is->name_hash, is->key_hash)) {
 		X509_free(cert);
 		free(is->name);
 		free(is);

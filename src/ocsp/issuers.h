@@ -33,6 +33,10 @@ void ocsp_issuers_free(struct ocsp_issuers *t);
 struct ocsp_issuer *ocsp_issuers_add(struct ocsp_issuers *t, const char *name, X509 *cert,
                                      struct ocsp_signer *signer, char *err, size_t errlen);
 
+/* The CertID hashes of a CA certificate for every algorithm (lengths: ocsp_hash_len). */
+bool ocsp_issuer_hashes(X509 *ca, uint8_t name_hash[OCSP_HASH_COUNT][64],
+                        uint8_t key_hash[OCSP_HASH_COUNT][64]);
+
 /* The issuer a CertID names, or NULL (an unknown issuer or hash algorithm). */
 const struct ocsp_issuer *ocsp_issuers_find(const struct ocsp_issuers *t,
                                             const struct ocsp_certid *id);
