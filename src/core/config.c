@@ -34,6 +34,8 @@ void config_init(struct config *c)
 	c->cache_entries = 1000000;
 	c->index_poll_ms = 250;
 	c->index_max_bytes = (size_t)1 << 30;
+	c->pg_lookup_timeout_ms = 1000;
+	c->pg_sweep_interval_ms = 10000;
 }
 
 static void issuer_free(struct config_issuer *is)
@@ -44,6 +46,7 @@ static void issuer_free(struct config_issuer *is)
 	free(is->signer_key);
 	free(is->signer_other);
 	free(is->index);
+	free(is->db_issuer);
 }
 
 void config_free(struct config *c)
@@ -53,6 +56,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_issuers; i++)
 		issuer_free(&c->issuers[i]);
 	free(c->path);
+	free(c->pg_dsn);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -170,6 +174,7 @@ static int set_enum(int *dst, const char *key, const char *value, const char *co
 static const char *const not_issued_names[] = {"unknown", "unauthorized", "revoked"};
 static const char *const rid_names[] = {"key", "name"};
 static const char *const nonce_names[] = {"ignore", "sign"};
+static const char *const store_names[] = {"index", "postgres"};
 
 static int set_bool(bool *dst, const char *key, const char *value, char *err, size_t errlen)
 {
@@ -318,6 +323,19 @@ static int set_ocsp(struct config *c, const char *key, const char *value, char *
 	return -1;
 }
 
+static int set_postgres(struct config *c, const char *key, const char *value, char *err,
+                        size_t errlen)
+{
+	if (strcmp(key, "dsn") == 0)
+		return set_str(&c->pg_dsn, value, err, errlen);
+	if (strcmp(key, "lookup_timeout") == 0)
+		return set_ms(&c->pg_lookup_timeout_ms, key, value, 10, 60000, err, errlen);
+	if (strcmp(key, "sweep_interval") == 0)
+		return set_ms(&c->pg_sweep_interval_ms, key, value, 100, 3600000, err, errlen);
+	snprintf(err, errlen, "unknown key '%s' in [postgres]", key);
+	return -1;
+}
+
 static struct config_issuer *issuer_for(struct config *c, const char *name, char *err,
                                         size_t errlen)
 {
@@ -337,6 +355,7 @@ static struct config_issuer *issuer_for(struct config *c, const char *name, char
 	}
 	is->not_issued = -1;
 	is->responder_id = -1;
+	is->store = -1;
 	is->include_signer_cert = true;
 	c->n_issuers++;
 	return is;
@@ -358,6 +377,10 @@ static int set_issuer(struct config *c, const char *name, const char *key, const
 		return set_str(&is->signer_other, value, err, errlen);
 	if (strcmp(key, "index") == 0)
 		return set_str(&is->index, value, err, errlen);
+	if (strcmp(key, "store") == 0)
+		return set_enum(&is->store, key, value, store_names, 2, err, errlen);
+	if (strcmp(key, "db_issuer") == 0)
+		return set_str(&is->db_issuer, value, err, errlen);
 	if (strcmp(key, "not_issued") == 0)
 		return set_enum(&is->not_issued, key, value, not_issued_names, 3, err, errlen);
 	if (strcmp(key, "responder_id") == 0)
@@ -375,6 +398,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_server(c, key, value, err, errlen);
 	if (strcmp(section, "ocsp") == 0)
 		return set_ocsp(c, key, value, err, errlen);
+	if (strcmp(section, "postgres") == 0)
+		return set_postgres(c, key, value, err, errlen);
 	if (strncmp(section, "issuer", 6) == 0 && (section[6] == ' ' || section[6] == '\t')) {
 		char name[128];
 		const char *p = section + 7;
@@ -401,7 +426,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		name[n] = 0;
 		return set_issuer(c, name, key, value, err, errlen);
 	}
-	snprintf(err, errlen, "unknown section [%s] (expected server, ocsp or issuer NAME)",
+	snprintf(err, errlen,
+	         "unknown section [%s] (expected server, ocsp, postgres or issuer NAME)",
 	         section);
 	return -1;
 }
@@ -491,6 +517,13 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 	return -1;
 }
 
+int config_issuer_store(const struct config *c, const struct config_issuer *is)
+{
+	if (is->store >= 0)
+		return is->store;
+	return is->index != NULL || c->pg_dsn == NULL ? CONFIG_STORE_INDEX : CONFIG_STORE_POSTGRES;
+}
+
 int config_validate(const struct config *c, char *err, size_t errlen)
 {
 	if (c->n_issuers == 0) {
@@ -502,10 +535,20 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 		const struct config_issuer *is = &c->issuers[i];
 		const char *missing = is->ca == NULL           ? "ca"
 		                      : is->signer_key == NULL ? "signer_key"
-		                      : is->index == NULL      ? "index"
 		                                               : NULL;
 		if (missing != NULL) {
 			snprintf(err, errlen, "[issuer %s]: '%s' is required", is->name, missing);
+			return -1;
+		}
+		int store = config_issuer_store(c, is);
+		if (store == CONFIG_STORE_INDEX && is->index == NULL) {
+			snprintf(err, errlen,
+			         "[issuer %s]: needs 'index', or store = postgres with [postgres] dsn",
+			         is->name);
+			return -1;
+		}
+		if (store == CONFIG_STORE_POSTGRES && c->pg_dsn == NULL) {
+			snprintf(err, errlen, "[issuer %s]: store = postgres needs [postgres] dsn", is->name);
 			return -1;
 		}
 	}

@@ -17,6 +17,7 @@ enum config_not_issued { CONFIG_NOT_ISSUED_UNKNOWN, CONFIG_NOT_ISSUED_UNAUTHORIZ
 	                     CONFIG_NOT_ISSUED_REVOKED };
 enum config_responder_id { CONFIG_RID_KEY, CONFIG_RID_NAME };
 enum config_nonce { CONFIG_NONCE_IGNORE, CONFIG_NONCE_SIGN };
+enum config_store { CONFIG_STORE_INDEX, CONFIG_STORE_POSTGRES };
 
 struct config_issuer {
 	char *name;
@@ -25,6 +26,8 @@ struct config_issuer {
 	char *signer_key;
 	char *signer_other; /* extra certificates for the certs field */
 	char *index;
+	int store;        /* CONFIG_STORE_*; -1: index if set, else postgres */
+	char *db_issuer;  /* the issuers.name in PostgreSQL; NULL: this section's name */
 	int not_issued;   /* -1: inherit [ocsp] */
 	int responder_id; /* -1: inherit [ocsp] */
 	bool include_signer_cert; /* send the delegated signer's certificate (default yes) */
@@ -57,6 +60,10 @@ struct config {
 	size_t cache_entries;
 	unsigned index_poll_ms;
 	size_t index_max_bytes;
+	/* [postgres] */
+	char *pg_dsn;
+	unsigned pg_lookup_timeout_ms;
+	unsigned pg_sweep_interval_ms;
 	/* [issuer NAME] */
 	struct config_issuer issuers[CONFIG_MAX_ISSUERS];
 	size_t n_issuers;
@@ -74,6 +81,10 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
  */
 int config_set(struct config *c, const char *section, const char *key, const char *value,
                char *err, size_t errlen);
+
+/* Where an issuer's status comes from (CONFIG_STORE_*): as set, else its index file if
+ * it names one, else PostgreSQL when [postgres] dsn is set. */
+int config_issuer_store(const struct config *c, const struct config_issuer *is);
 
 /* Cross-checks after everything is set: issuers complete, limits coherent. */
 int config_validate(const struct config *c, char *err, size_t errlen);

@@ -413,7 +413,8 @@ struct index_store {
 	void *on_change_arg;
 };
 
-static struct store_issuer *index_issuer(struct store *base, const char *name, char *err,
+static struct store_issuer *index_issuer(struct store *base, const char *name,
+                                         const uint8_t *cert, size_t cert_len, char *err,
                                          size_t errlen)
 {
 	/* One file, one CA: every name maps to the store itself. */

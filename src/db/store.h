@@ -61,18 +61,22 @@ typedef void (*store_change_cb)(void *arg, struct store *s, const struct store_s
 struct store_ops {
 	const char *kind;
 	/*
-	 * The store's handle for an issuer, by the name the CA's records use for it (a
-	 * file-backed store has one issuer and ignores the name). NULL with a message in
-	 * err if the store can never serve it. The handle lives as long as the store.
+	 * The store's handle for an issuer, by the name the CA's records use for it and
+	 * its certificate (DER), which a shared store checks against its own records (a
+	 * file-backed store has one issuer and ignores both). NULL with a message in err if
+	 * the store can never serve it. The handle lives as long as the store.
 	 */
-	struct store_issuer *(*issuer)(struct store *s, const char *name, char *err,
-	                               size_t errlen);
+	struct store_issuer *(*issuer)(struct store *s, const char *name, const uint8_t *cert,
+	                               size_t cert_len, char *err, size_t errlen);
 	/*
 	 * Looks up one serial. May call cb before returning (an in-memory store does);
 	 * a store that must wait for I/O calls it later on q->loop's thread.
 	 */
 	void (*lookup)(struct store *s, const struct store_query *q, store_lookup_cb cb,
 	               void *arg);
+	/* Optional: loop is stopping; close what the store keeps on it (its handles must
+	 * be closed for the loop to end). Called on that loop's thread. */
+	void (*loop_done)(struct store *s, uv_loop_t *loop);
 	void (*free)(struct store *s);
 };
 
@@ -81,10 +85,17 @@ struct store {
 	char name[64]; /* for logs: the file or database it reads */
 };
 
-static inline struct store_issuer *store_issuer(struct store *s, const char *name, char *err,
-                                                size_t errlen)
+static inline struct store_issuer *store_issuer(struct store *s, const char *name,
+                                                const uint8_t *cert, size_t cert_len,
+                                                char *err, size_t errlen)
 {
-	return s->ops->issuer(s, name, err, errlen);
+	return s->ops->issuer(s, name, cert, cert_len, err, errlen);
+}
+
+static inline void store_loop_done(struct store *s, uv_loop_t *loop)
+{
+	if (s->ops->loop_done != NULL)
+		s->ops->loop_done(s, loop);
 }
 
 static inline void store_lookup(struct store *s, const struct store_query *q,

@@ -47,6 +47,7 @@ struct http_worker {
 	bool stop_requested; /* set by another thread, under mail_lock */
 	bool stopping;       /* the loop thread's own view of it */
 	int stop_ticks;
+	bool stores_closed;
 	/* counters, read by other threads only as a rough view */
 	uint64_t requests;
 };

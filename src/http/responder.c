@@ -7,12 +7,18 @@
 #include "core/log.h"
 #include "core/pem.h"
 #include "db/index.h"
+#include "db/pg.h"
 #include "ocsp/request.h"
 
-static struct store *store_for(struct responder *r, const char *path, char *err, size_t errlen)
+/* The store an issuer reads: one per index file, one PostgreSQL store for all. */
+static struct store *store_for(struct responder *r, const struct config_issuer *ci, char *err,
+                               size_t errlen)
 {
+	bool pg = config_issuer_store(r->cfg, ci) == CONFIG_STORE_POSTGRES;
+	const char *name = pg ? "postgres" : ci->index;
 	for (size_t i = 0; i < r->n_stores; i++)
-		if (strcmp(r->stores[i]->name, path) == 0)
+		if (strcmp(r->stores[i]->name, name) == 0 &&
+		    (strcmp(r->stores[i]->ops->kind, "postgres") == 0) == pg)
 			return r->stores[i];
 	struct store **ns = realloc(r->stores, (r->n_stores + 1) * sizeof(*ns));
 	if (ns == NULL) {
@@ -20,7 +26,17 @@ static struct store *store_for(struct responder *r, const char *path, char *err,
 		return NULL;
 	}
 	r->stores = ns;
-	struct store *s = store_index_open(path, r->cfg->index_max_bytes, err, errlen);
+	struct store *s;
+	if (pg) {
+		struct pg_options o = {
+			.dsn = r->cfg->pg_dsn,
+			.lookup_timeout_ms = r->cfg->pg_lookup_timeout_ms,
+			.sweep_interval_ms = r->cfg->pg_sweep_interval_ms,
+		};
+		s = store_pg_new(&o, err, errlen);
+	} else {
+		s = store_index_open(ci->index, r->cfg->index_max_bytes, err, errlen);
+	}
 	if (s == NULL)
 		return NULL;
 	r->stores[r->n_stores++] = s;
@@ -49,7 +65,7 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 	}
 	if (ci->signer_other != NULL && (other = pem_load_certs(ci->signer_other, e, sizeof(e))) == NULL)
 		goto out;
-	struct store *store = store_for(r, ci->index, e, sizeof(e));
+	struct store *store = store_for(r, ci, e, sizeof(e));
 	if (store == NULL)
 		goto out;
 	int rid = ci->responder_id >= 0 ? ci->responder_id : r->cfg->responder_id;
@@ -75,7 +91,15 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 			goto out;
 		struct responder_issuer *ri = &r->per_issuer[is->id];
 		ri->store = store;
-		ri->store_issuer = store_issuer(store, ci->name, e, sizeof(e));
+		unsigned char *ca_der = NULL;
+		int ca_len = i2d_X509(ca, &ca_der);
+		if (ca_len <= 0) {
+			snprintf(e, sizeof(e), "cannot encode the CA certificate");
+			goto out;
+		}
+		ri->store_issuer = store_issuer(store, ci->db_issuer ? ci->db_issuer : ci->name,
+		                                ca_der, (size_t)ca_len, e, sizeof(e));
+		OPENSSL_free(ca_der);
 		if (ri->store_issuer == NULL)
 			goto out;
 		ri->not_issued = (enum ocsp_not_issued)policy;
@@ -84,7 +108,7 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 		X509_NAME_oneline(X509_get_subject_name(ca), subject, sizeof(subject));
 		log_info("issuer %s: %s, signed by %s (%s), status from %s", name, subject,
 		         is->delegated ? "a delegated responder" : "the CA itself",
-		         ocsp_signer_describe(signer), ci->index);
+		         ocsp_signer_describe(signer), store->name);
 	}
 	ret = 0;
 out:
@@ -161,20 +185,40 @@ static void on_store_change(void *arg, struct store *s, const struct store_seria
 		cache_clear(r->cache);
 		return;
 	}
+	/* The caller may report a serial several times (a notification, then a sweep). */
 	for (size_t i = 0; i < n; i++)
 		responder_invalidate(r, s, &serials[i]);
 }
 
+static bool is_pg(const struct store *s)
+{
+	return strcmp(s->ops->kind, "postgres") == 0;
+}
+
 int responder_watch(struct responder *r, uv_loop_t *loop)
 {
-	for (size_t i = 0; i < r->n_stores; i++)
-		if (store_index_watch(r->stores[i], loop, r->cfg->index_poll_ms, on_store_change, r) != 0)
+	for (size_t i = 0; i < r->n_stores; i++) {
+		struct store *s = r->stores[i];
+		int rc = is_pg(s) ? store_pg_watch(s, loop, on_store_change, r)
+		                  : store_index_watch(s, loop, r->cfg->index_poll_ms, on_store_change, r);
+		if (rc != 0)
 			return -1;
+	}
 	return 0;
 }
 
 void responder_unwatch(struct responder *r)
 {
+	for (size_t i = 0; i < r->n_stores; i++) {
+		if (is_pg(r->stores[i]))
+			store_pg_unwatch(r->stores[i]);
+		else
+			store_index_unwatch(r->stores[i]);
+	}
+}
+
+void responder_loop_done(struct responder *r, uv_loop_t *loop)
+{
 	for (size_t i = 0; i < r->n_stores; i++)
-		store_index_unwatch(r->stores[i]);
+		store_loop_done(r->stores[i], loop);
 }

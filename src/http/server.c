@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "http/conn.h"
 #include "http/http.h"
+#include "http/responder.h"
 
 #define STOP_GRACE_TICKS 5 /* seconds for in-flight requests at shutdown */
 
@@ -235,6 +236,10 @@ static void finish_stop_if_done(struct http_worker *w)
 {
 	if (w->n_conns == 0 || w->stop_ticks >= STOP_GRACE_TICKS) {
 		conn_stop_idle(w, true);
+		if (!w->stores_closed) {
+			w->stores_closed = true;
+			responder_loop_done(w->server->responder, &w->loop);
+		}
 		/* No async handle after this: later mail runs where it is posted. */
 		pthread_mutex_lock(&w->mail_lock);
 		w->mail_closed = true;
