@@ -10,6 +10,10 @@ static const char usage[] =
 	"\n"
 	"commands:\n"
 	"  serve      answer OCSP requests over HTTP (see revd serve --help)\n"
+	"  db         create or upgrade the PostgreSQL schema, register issuers\n"
+	"  import     load issued certificates into PostgreSQL (index.txt or certificates)\n"
+	"  revoke     revoke a certificate in PostgreSQL, or release a hold\n"
+	"  status     what an OCSP client would be told about a serial, and why\n"
 	"  version    print the version\n"
 	"  help       this text\n";
 
@@ -20,8 +24,16 @@ int main(int argc, char **argv)
 		return CLI_USAGE;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "serve") == 0)
-		return cli_serve(argc - 1, argv + 1);
+	static const struct {
+		const char *name;
+		int (*run)(int argc, char **argv);
+	} commands[] = {
+		{"serve", cli_serve},   {"db", cli_db},         {"import", cli_import},
+		{"revoke", cli_revoke}, {"status", cli_status},
+	};
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(cmd, commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("revd %s\n", REVD_VERSION);
 		return CLI_OK;

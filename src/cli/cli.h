@@ -3,6 +3,11 @@
 #define REVD_CLI_CLI_H
 
 int cli_serve(int argc, char **argv);
+/* The database tools (blocking libpq): src/cli/db.c, import.c, revoke.c, status.c. */
+int cli_db(int argc, char **argv);
+int cli_import(int argc, char **argv);
+int cli_revoke(int argc, char **argv);
+int cli_status(int argc, char **argv);
 
 /* Exit statuses shared by every subcommand. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

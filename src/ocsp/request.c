@@ -164,11 +164,18 @@ static enum ocsp_decode_result decode_extensions(struct der_cursor *c, bool nonc
 	return OCSP_DECODE_OK;
 }
 
+/* OpenSSL reads BER; its re-encoding equal to the input proves the input was DER. */
 static bool openssl_accepts(const uint8_t *der, size_t len)
 {
 	const unsigned char *p = der;
+	unsigned char *again = NULL;
 	OCSP_REQUEST *req = d2i_OCSP_REQUEST(NULL, &p, (long)len);
 	bool ok = req != NULL && p == der + len;
+	if (ok) {
+		int n = i2d_OCSP_REQUEST(req, &again);
+		ok = n > 0 && (size_t)n == len && memcmp(again, der, len) == 0;
+	}
+	OPENSSL_free(again);
 	OCSP_REQUEST_free(req);
 	ERR_clear_error();
 	return ok;

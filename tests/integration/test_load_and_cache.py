@@ -227,7 +227,8 @@ class LoadCacheTest(RevdTestCase):
         # buffer, and answered as by POST.
         r = self.start_revd(config=self.config(
             "[server]\nmax_url_bytes = 16k\nmax_header_bytes = 32k\n"), probe=self.req)
-        name = seq(seq(seq(tlv(0x06, b"\x55\x04\x03"), tlv(0x0C, b"x" * 4500))))
+        # Name ::= SEQUENCE OF RelativeDistinguishedName (a SET) of AttributeTypeAndValue.
+        name = seq(tlv(0x31, seq(tlv(0x06, b"\x55\x04\x03"), tlv(0x0C, b"x" * 4500))))
         leaf = self.pki.leaf_by_reason("superseded")
         der = seq(seq(ctx(1, ctx(4, name)), seq(seq(certid(self.pki.issuing, leaf["serial"])))))
         self.assertGreater(len(der), 4600)
