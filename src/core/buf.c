@@ -36,7 +36,7 @@ uint8_t *buf_reserve(struct buf *b, size_t n)
 	}
 	size_t need = b->len + n;
 	if (need > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
+		size_t cap = b->cap ? b->cap : (b->max < 256 ? b->max : 256);
 		while (cap < need)
 			cap = cap > b->max / 2 ? b->max : cap * 2;
 		uint8_t *p = realloc(b->data, cap);

@@ -82,6 +82,7 @@ bool config_parse_duration_ms(const char *s, uint64_t *ms)
 		mult = 86400 * 1000;
 	else
 		return false;
+	/* Headroom of 1000: any duration accepted converts to microseconds safely. */
 	if (v > UINT64_MAX / mult / 1000)
 		return false;
 	*ms = v * mult;

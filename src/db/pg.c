@@ -831,9 +831,9 @@ static void feed_notify(struct pg_feed *f, const PGnotify *n)
 		return;
 	}
 	long long issuer, seq, ts;
-	char hex[2 * STORE_MAX_SERIAL + 2];
+	char hex[80]; /* a serial is at most 64 hex digits; longer ones fail hex_to_serial */
 	struct store_serial s;
-	if (sscanf(n->extra, "%lld %66s %lld %lld", &issuer, hex, &seq, &ts) != 4 ||
+	if (sscanf(n->extra, "%lld %79s %lld %lld", &issuer, hex, &seq, &ts) != 4 ||
 	    !hex_to_serial(hex, strlen(hex), &s)) {
 		log_warn("postgres change feed: unexpected notification '%.80s'", n->extra);
 		feed_start_sweep(f);

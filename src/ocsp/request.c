@@ -210,7 +210,9 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 	if (!der_at_end(&ocsp_req))
 		return OCSP_DECODE_MALFORMED;
 
-	/* version [0] EXPLICIT Version DEFAULT v1: only v1 exists. */
+	/* version [0] EXPLICIT Version DEFAULT v1: only v1 exists. Writing the DEFAULT out
+	 * is not DER, yet OpenSSL accepts it and re-encodes it as sent, and a client that
+	 * does it asks nothing unusual: the one leniency of this decoder. */
 	if (der_peek_tag(&tbs) == DER_CTX_CONS(0)) {
 		struct der_cursor ver;
 		int v;
