@@ -61,8 +61,9 @@ CREATE TABLE issuers (
     UNIQUE (sha1_name_hash, sha1_key_hash)
 );
 
--- Every committed change to a certificate row takes the next value: a reader that
--- remembers the highest value it has seen can ask for everything after it.
+-- Every change to a certificate row takes the next value: the order of changes, for
+-- readers that need one. (Values are taken in order but may commit out of order, so
+-- revd's sweep goes by transaction id instead: see change_xid.)
 CREATE SEQUENCE revd_change_seq;
 
 CREATE TABLE certificates (
@@ -85,12 +86,16 @@ CREATE TABLE certificates (
     reason          smallint CHECK (reason BETWEEN 0 AND 10 AND reason NOT IN (7, 8)),
     invalidity_date timestamptz,
     change_seq      bigint NOT NULL DEFAULT nextval('revd_change_seq'),
+    -- The transaction that last changed the row. A reader sweeps by it: rows changed
+    -- by any transaction not yet finished at its previous sweep (see revd's feed).
+    change_xid      xid8 NOT NULL DEFAULT pg_current_xact_id(),
     PRIMARY KEY (issuer_id, serial),
     CHECK (reason IS NULL OR revoked_at IS NOT NULL),
     CHECK (invalidity_date IS NULL OR revoked_at IS NOT NULL),
     CHECK (not_before IS NULL OR not_before <= not_after)
 );
 CREATE INDEX certificates_change_seq ON certificates (change_seq);
+CREATE INDEX certificates_change_xid ON certificates (change_xid, change_seq);
 -- Revoked entries, for CRLs.
 CREATE INDEX certificates_revoked ON certificates (issuer_id, revoked_at)
     WHERE revoked_at IS NOT NULL;
@@ -112,6 +117,7 @@ BEGIN
                 RETURN NEW;
             END IF;
             NEW.change_seq := nextval('revd_change_seq');
+            NEW.change_xid := pg_current_xact_id();
         END IF;
         row := NEW;
     END IF;

@@ -103,6 +103,7 @@ static int apply_option(struct config *c, int opt, const char *arg, char *err, s
 struct serve_state {
 	uv_loop_t loop;
 	uv_signal_t sigint, sigterm, sighup;
+	uv_timer_t ready_tick;
 	struct http_server *server;
 	struct responder *responder;
 	bool stopped;
@@ -125,6 +126,32 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 static void on_hup(uv_signal_t *h, int signum)
 {
 	log_info("SIGHUP: configuration reload is not supported yet; index files reload by themselves");
+}
+
+static void on_ready_tick(uv_timer_t *t)
+{
+	/* Only wakes the loop so the readiness check below runs. */
+}
+
+/*
+ * Gives the stores a moment (at most READY_WAIT_MS) to connect and match their issuers
+ * before accepting requests, so the first clients are not told tryLater for nothing.
+ * A store that is not ready by then does not hold revd back: its issuers get tryLater
+ * until it is.
+ */
+#define READY_WAIT_MS 2000
+static void wait_ready(struct serve_state *st)
+{
+	uv_timer_t *tick = &st->ready_tick;
+	uv_timer_init(&st->loop, tick);
+	uv_timer_start(tick, on_ready_tick, 20, 20);
+	uint64_t deadline = uv_now(&st->loop) + READY_WAIT_MS;
+	while (!responder_ready(st->responder) && uv_now(&st->loop) < deadline)
+		uv_run(&st->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)tick, NULL);
+	if (!responder_ready(st->responder))
+		log_warn("not ready: PostgreSQL unreachable or an issuer not matched; its requests get "
+		         "tryLater until it is");
 }
 
 int cli_serve(int argc, char **argv)
@@ -207,8 +234,12 @@ int cli_serve(int argc, char **argv)
 	uv_signal_start(&st.sigint, on_stop_signal, SIGINT);
 	uv_signal_start(&st.sigterm, on_stop_signal, SIGTERM);
 	uv_signal_start(&st.sighup, on_hup, SIGHUP);
-	if (responder_watch(st.responder, &st.loop) != 0 ||
-	    http_server_start(st.server, err, sizeof(err)) != 0) {
+	if (responder_watch(st.responder, &st.loop) != 0) {
+		fprintf(stderr, "revd serve: cannot watch the status stores\n");
+		goto out;
+	}
+	wait_ready(&st);
+	if (http_server_start(st.server, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd serve: %s\n", err);
 		_exit(CLI_FAIL); /* threads may be running: no orderly teardown from here */
 	}

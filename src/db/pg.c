@@ -637,16 +637,25 @@ static struct store_issuer *pg_issuer(struct store *base, const char *name, cons
 
 enum feed_step { FEED_IDLE, FEED_LISTEN, FEED_ISSUERS, FEED_WATERMARK, FEED_SWEEP };
 
+/*
+ * The sweep reads the rows changed by transactions that had not finished when the
+ * previous sweep looked (change_xid >= horizon, the oldest transaction then running).
+ * A transaction still open at a sweep is thus read by a later one whatever sequence
+ * numbers it took and however long it runs; and every transaction older than the
+ * horizon had finished before the previous sweep, which therefore saw its rows.
+ */
 struct pg_feed {
 	struct pgc c;
 	struct pg_store *st;
 	uv_timer_t sweep_timer;
 	enum feed_step step;
-	bool have_watermark;
+	bool have_horizon;
 	bool sweep_again;
-	int64_t watermark;      /* highest change_seq seen */
-	int64_t sweep_from;     /* the next sweep starts after this */
-	int64_t sweep_started_at; /* watermark when the current sweep began */
+	bool paging;              /* inside a sweep of several pages */
+	char horizon[24];         /* xid8, as text */
+	char sweep_horizon[24];   /* the horizon seen by this sweep's first page */
+	char page_xid[24];        /* keyset paging: after (page_xid, page_seq) */
+	char page_seq[24];
 	store_change_cb on_change;
 	void *arg;
 	int open_handles;
@@ -680,7 +689,8 @@ static void feed_start_sweep(struct pg_feed *f)
 		f->sweep_again = true;
 		return;
 	}
-	feed_send(f, FEED_SWEEP);
+	/* An issuer not matched yet may have been added since: look again first. */
+	feed_send(f, atomic_load(&f->st->issuers_resolved) ? FEED_SWEEP : FEED_ISSUERS);
 }
 
 static void feed_send(struct pg_feed *f, enum feed_step step)
@@ -696,18 +706,24 @@ static void feed_send(struct pg_feed *f, enum feed_step step)
 		ok = PQsendQuery(pg, "SELECT id, name, certificate FROM issuers");
 		break;
 	case FEED_WATERMARK:
-		ok = PQsendQuery(pg, "SELECT coalesce(max(change_seq), 0) FROM certificates");
+		ok = PQsendQuery(pg, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text");
 		break;
 	case FEED_SWEEP: {
-		char from[32];
-		snprintf(from, sizeof(from), "%lld", (long long)f->sweep_from);
-		const char *values[1] = {from};
-		f->sweep_started_at = f->watermark;
-		ok = PQsendQueryParams(pg,
-		                       "SELECT encode(serial, 'hex'), change_seq FROM certificates "
-		                       "WHERE change_seq > $1 ORDER BY change_seq LIMIT 10000",
-		                       1, NULL, values, NULL, NULL, 0);
-		atomic_fetch_add(&f->st->sweeps, 1);
+		if (!f->paging) {
+			snprintf(f->page_xid, sizeof(f->page_xid), "%s", f->horizon);
+			snprintf(f->page_seq, sizeof(f->page_seq), "-1");
+			atomic_fetch_add(&f->st->sweeps, 1);
+		}
+		const char *values[2] = {f->page_xid, f->page_seq};
+		/* The horizon comes from the same snapshot as the rows (one statement). */
+		ok = PQsendQueryParams(
+			pg,
+			"WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x) "
+			"SELECT h.x, encode(c.serial, 'hex'), c.change_xid::text, c.change_seq "
+			"FROM h LEFT JOIN LATERAL (SELECT serial, change_xid, change_seq "
+			"FROM certificates WHERE (change_xid, change_seq) > ($1::xid8, $2::bigint) "
+			"ORDER BY change_xid, change_seq LIMIT 10000) c ON true",
+			2, NULL, values, NULL, NULL, 0);
 		break;
 	}
 	default:
@@ -767,32 +783,33 @@ static void feed_report(struct pg_feed *f, const struct store_serial *s, size_t 
 static void feed_sweep_rows(struct pg_feed *f, PGresult *r)
 {
 	int rows = PQntuples(r);
+	if (rows < 1 || PQgetisnull(r, 0, 0))
+		return;
+	if (!f->paging)
+		snprintf(f->sweep_horizon, sizeof(f->sweep_horizon), "%s", PQgetvalue(r, 0, 0));
 	size_t n = 0;
-	int64_t max_seq = f->sweep_from;
+	int found = 0;
 	for (int i = 0; i < rows; i++) {
-		const char *hex = PQgetvalue(r, i, 0);
+		if (PQgetisnull(r, i, 1))
+			continue; /* the horizon's row when nothing changed */
+		found++;
+		const char *hex = PQgetvalue(r, i, 1);
 		if (hex_to_serial(hex, strlen(hex), &f->batch[n]))
 			n++;
-		int64_t seq = strtoll(PQgetvalue(r, i, 1), NULL, 10);
-		if (seq > max_seq)
-			max_seq = seq;
+		snprintf(f->page_xid, sizeof(f->page_xid), "%s", PQgetvalue(r, i, 2));
+		snprintf(f->page_seq, sizeof(f->page_seq), "%s", PQgetvalue(r, i, 3));
 	}
-	atomic_fetch_add(&f->st->swept_rows, (uint64_t)rows);
+	atomic_fetch_add(&f->st->swept_rows, (uint64_t)found);
 	if (n > 0)
 		feed_report(f, f->batch, n);
-	if (max_seq > f->watermark)
-		f->watermark = max_seq;
-	if (rows == SWEEP_LIMIT) {
-		/* More to read: continue right after this page. */
-		f->sweep_from = max_seq;
+	if (found == SWEEP_LIMIT) {
+		f->paging = true; /* more to read: the next page, right after this one */
 		f->sweep_again = true;
 	} else {
-		/*
-		 * Next time, start again from where this sweep began: a transaction that took
-		 * its sequence number before this sweep but committed after it is then still
-		 * caught, as long as it commits within one sweep interval.
-		 */
-		f->sweep_from = f->sweep_started_at;
+		f->paging = false;
+		/* The first page's horizon: later pages' snapshots may have moved past
+		 * transactions that the next sweep must still read. */
+		snprintf(f->horizon, sizeof(f->horizon), "%s", f->sweep_horizon);
 	}
 }
 
@@ -809,9 +826,8 @@ static void feed_result(struct pg_feed *f, PGresult *r)
 		break;
 	case FEED_WATERMARK:
 		if (PQntuples(r) == 1) {
-			f->watermark = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-			f->sweep_from = f->watermark;
-			f->have_watermark = true;
+			snprintf(f->horizon, sizeof(f->horizon), "%s", PQgetvalue(r, 0, 0));
+			f->have_horizon = true;
 		}
 		break;
 	case FEED_SWEEP:
@@ -840,8 +856,6 @@ static void feed_notify(struct pg_feed *f, const PGnotify *n)
 		return;
 	}
 	feed_report(f, &s, 1);
-	if (seq > f->watermark)
-		f->watermark = seq;
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
 	int64_t lag = (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000 - ts;
@@ -871,7 +885,7 @@ static void feed_on_input(struct pgc *c)
 		if (done == FEED_LISTEN) {
 			feed_send(f, FEED_ISSUERS);
 		} else if (done == FEED_ISSUERS) {
-			if (!f->have_watermark)
+			if (!f->have_horizon)
 				feed_send(f, FEED_WATERMARK);
 			else
 				feed_send(f, FEED_SWEEP); /* back after a break: catch up */
@@ -898,6 +912,7 @@ static void feed_on_down(struct pgc *c)
 {
 	struct pg_feed *f = (struct pg_feed *)c;
 	f->step = FEED_IDLE;
+	f->paging = false; /* the catch-up sweep starts again from the horizon */
 	atomic_store(&f->st->feed_up, false);
 }
 

@@ -217,6 +217,19 @@ void responder_unwatch(struct responder *r)
 	}
 }
 
+bool responder_ready(struct responder *r)
+{
+	for (size_t i = 0; i < r->n_stores; i++) {
+		if (!is_pg(r->stores[i]))
+			continue;
+		struct store_pg_stats ps;
+		store_pg_get_stats(r->stores[i], &ps);
+		if (!ps.feed_up || !ps.issuers_resolved)
+			return false;
+	}
+	return true;
+}
+
 void responder_loop_done(struct responder *r, uv_loop_t *loop)
 {
 	for (size_t i = 0; i < r->n_stores; i++)

@@ -40,6 +40,9 @@ void responder_free(struct responder *r);
 int responder_watch(struct responder *r, uv_loop_t *loop);
 void responder_unwatch(struct responder *r);
 
+/* Every store can answer now (PostgreSQL reached and every issuer matched). */
+bool responder_ready(struct responder *r);
+
 /* A worker loop is stopping: stores close what they keep on it. On that loop's thread. */
 void responder_loop_done(struct responder *r, uv_loop_t *loop);
 
