@@ -423,12 +423,21 @@ static void finish_request(struct conn *c, bool close_now)
 
 static int connection_header(struct conn *c, char *p, size_t room, bool closing)
 {
-	bool http10 = llhttp_get_http_minor(&c->parser) == 0;
-	if (closing || !c->keep_alive || c->w->stopping)
-		return snprintf(p, room, "Connection: close\r\n");
-	if (http10)
-		return snprintf(p, room, "Connection: keep-alive\r\n");
-	return 0;
+	static const char close_hdr[] = "Connection: close\r\n";
+	static const char keep_hdr[] = "Connection: keep-alive\r\n";
+	const char *h = NULL;
+	size_t n = 0;
+	if (closing || !c->keep_alive || c->w->stopping) {
+		h = close_hdr;
+		n = sizeof(close_hdr) - 1;
+	} else if (llhttp_get_http_minor(&c->parser) == 0) {
+		h = keep_hdr;
+		n = sizeof(keep_hdr) - 1;
+	}
+	if (h == NULL || n > room)
+		return 0;
+	memcpy(p, h, n);
+	return (int)n;
 }
 
 static int64_t max_age_for(const struct config *cfg, int64_t next_update, int64_t now)
@@ -437,6 +446,26 @@ static int64_t max_age_for(const struct config *cfg, int64_t next_update, int64_
 	if (cfg->max_age > 0 && cfg->max_age < age)
 		age = cfg->max_age;
 	return age > 0 ? age : 0;
+}
+
+static char *put_str(char *p, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(p, s, n);
+	return p + n;
+}
+
+static char *put_u64(char *p, uint64_t v)
+{
+	char tmp[20];
+	int n = 0;
+	do {
+		tmp[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	while (n > 0)
+		*p++ = tmp[--n];
+	return p;
 }
 
 static struct conn *req_conn(struct http_request *req)
@@ -456,12 +485,17 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
 		const char *eol = memchr(etag, '\r', e->hdr_len - 6);
 		not_modified = eol && http_etag_matches(req->if_none_match, etag, (size_t)(eol - etag));
 	}
+	/* The hot path: pieces copied, not formatted (snprintf was a tenth of a request). */
 	char head[HEAD_MAX];
-	int n = snprintf(head, sizeof(head),
-	                 "HTTP/1.1 %s\r\nDate: %s\r\n"
-	                 "Cache-Control: max-age=%lld, public, no-transform, must-revalidate\r\n",
-	                 not_modified ? "304 Not Modified" : "200 OK", w->date,
-	                 (long long)max_age_for(c->cfg, e->next_update, now));
+	char *p = head;
+	p = put_str(p, not_modified ? "HTTP/1.1 304 Not Modified\r\nDate: "
+	                            : "HTTP/1.1 200 OK\r\nDate: ");
+	memcpy(p, w->date, 29);
+	p += 29;
+	p = put_str(p, "\r\nCache-Control: max-age=");
+	p = put_u64(p, (uint64_t)max_age_for(c->cfg, e->next_update, now));
+	p = put_str(p, ", public, no-transform, must-revalidate\r\n");
+	int n = (int)(p - head);
 	n += connection_header(c, head + n, sizeof(head) - (size_t)n, false);
 	uv_buf_t bufs[3];
 	bufs[0] = uv_buf_init(head, (unsigned)n);

@@ -278,6 +278,22 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 	return OCSP_DECODE_OK;
 }
 
+/* Base64 symbol values plus one (0: not base64): the standard and URL-safe alphabets,
+ * and ' ' read as '+' (some proxies turn a '+' into a space). */
+enum { B64_BAD = 0, B64_PAD = 65, B64_PCT = 66 };
+static const uint8_t b64_table[256] = {
+	['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6, ['G'] = 7,
+	['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12, ['M'] = 13, ['N'] = 14,
+	['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18, ['S'] = 19, ['T'] = 20, ['U'] = 21,
+	['V'] = 22, ['W'] = 23, ['X'] = 24, ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28,
+	['c'] = 29, ['d'] = 30, ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35,
+	['j'] = 36, ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
+	['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48, ['w'] = 49,
+	['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54, ['2'] = 55, ['3'] = 56,
+	['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60, ['8'] = 61, ['9'] = 62, ['+'] = 63,
+	[' '] = 63, ['-'] = 63, ['/'] = 64, ['_'] = 64, ['='] = B64_PAD, ['%'] = B64_PCT,
+};
+
 static int hexval(char c)
 {
 	if (c >= '0' && c <= '9')
@@ -289,50 +305,56 @@ static int hexval(char c)
 	return -1;
 }
 
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+' || c == ' ' || c == '-')
-		return 62;
-	if (c == '/' || c == '_')
-		return 63;
-	return -1;
-}
-
 long ocsp_get_path_decode(const char *path, size_t len, uint8_t *out, size_t out_max)
 {
 	uint32_t acc = 0;
 	int bits = 0;
 	size_t n = 0, pad = 0, symbols = 0;
 	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)path[i];
-		if (c == '%') {
-			if (len - i < 3)
-				return -1;
-			int hi = hexval(path[i + 1]), lo = hexval(path[i + 2]);
-			if (hi < 0 || lo < 0)
-				return -1;
-			c = (unsigned char)(hi << 4 | lo);
-			i += 2;
+		/* Fast path: four plain symbols make three octets. */
+		while (bits == 0 && pad == 0 && len - i >= 4 && out_max - n >= 3) {
+			unsigned a = b64_table[(unsigned char)path[i]] - 1u;
+			unsigned b = b64_table[(unsigned char)path[i + 1]] - 1u;
+			unsigned c = b64_table[(unsigned char)path[i + 2]] - 1u;
+			unsigned d = b64_table[(unsigned char)path[i + 3]] - 1u;
+			if ((a | b | c | d) >= 64) /* a special or invalid one among them */
+				break;
+			uint32_t w = a << 18 | b << 12 | c << 6 | d;
+			out[n] = (uint8_t)(w >> 16);
+			out[n + 1] = (uint8_t)(w >> 8);
+			out[n + 2] = (uint8_t)w;
+			n += 3;
+			symbols += 4;
+			i += 4;
 		}
-		if (c == '=') {
-			pad++;
-			if (pad > 2)
+		if (i == len)
+			break;
+		int t = b64_table[(unsigned char)path[i]];
+		if (t == B64_BAD || t > 64) {
+			if (t == B64_PCT) {
+				if (len - i < 3)
+					return -1;
+				int hi = hexval(path[i + 1]), lo = hexval(path[i + 2]);
+				if (hi < 0 || lo < 0)
+					return -1;
+				i += 2;
+				t = b64_table[hi << 4 | lo];
+				if (t == B64_PCT) /* an escaped '%' is data, and not base64 */
+					return -1;
+			}
+			if (t == B64_PAD) {
+				if (++pad > 2)
+					return -1;
+				continue;
+			}
+			if (t == B64_BAD || t > 64)
 				return -1;
-			continue;
 		}
+		uint32_t v = (uint32_t)(t - 1);
 		if (pad > 0) /* data after padding */
 			return -1;
-		int v = b64val(c);
-		if (v < 0)
-			return -1;
 		symbols++;
-		acc = (acc << 6) | (uint32_t)v;
+		acc = (acc << 6) | v;
 		bits += 6;
 		if (bits >= 8) {
 			bits -= 8;
