@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/hex.h"
 #include "core/hash.h"
 #include "core/log.h"
 
@@ -28,17 +29,6 @@ struct index_snapshot {
 
 /* ---- parsing ---- */
 
-static int hexdigit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 bool index_serial_from_hex(const char *hex, size_t len, struct store_serial *out)
 {
 	bool negative = false;
@@ -53,14 +43,14 @@ bool index_serial_from_hex(const char *hex, size_t len, struct store_serial *out
 	size_t n = (len + 1) / 2;
 	size_t i = 0, o = 0;
 	if (len % 2 == 1) {
-		int v = hexdigit(hex[0]);
+		int v = hex_digit(hex[0]);
 		if (v < 0)
 			return false;
 		mag[o++] = (uint8_t)v;
 		i = 1;
 	}
 	for (; i < len; i += 2) {
-		int hi = hexdigit(hex[i]), lo = hexdigit(hex[i + 1]);
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
 		if (hi < 0 || lo < 0)
 			return false;
 		mag[o++] = (uint8_t)(hi << 4 | lo);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/hex.h"
 #include "core/log.h"
 
 #define MAX_LOOPS 256
@@ -667,15 +668,10 @@ static bool hex_to_serial(const char *hex, size_t len, struct store_serial *out)
 	if (len == 0 || len % 2 || len / 2 > STORE_MAX_SERIAL)
 		return false;
 	for (size_t i = 0; i < len; i += 2) {
-		int v = 0;
-		for (int k = 0; k < 2; k++) {
-			char ch = hex[i + (size_t)k];
-			int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-			if (d < 0)
-				return false;
-			v = v * 16 + d;
-		}
-		out->bytes[i / 2] = (uint8_t)v;
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+		if (hi < 0 || lo < 0)
+			return false;
+		out->bytes[i / 2] = (uint8_t)(hi << 4 | lo);
 	}
 	out->len = (uint8_t)(len / 2);
 	return true;

@@ -378,30 +378,8 @@ static void send_bufs(struct conn *c, uv_buf_t *bufs, unsigned n, struct cache_e
 
 static void write_raw(struct conn *c, const char *s, size_t len)
 {
-	/* s is static, so a queued write may point at it. */
 	uv_buf_t b = uv_buf_init((char *)s, (unsigned)len);
-	if (c->closing)
-		return;
-	int r = c->writes_pending == 0 ? uv_try_write((uv_stream_t *)&c->tcp, &b, 1) : UV_EAGAIN;
-	if (r >= 0 && (size_t)r == len)
-		return;
-	size_t done = r > 0 ? (size_t)r : 0;
-	struct wreq *wr = malloc(sizeof(*wr));
-	if (wr == NULL) {
-		conn_close(c);
-		return;
-	}
-	wr->c = c;
-	wr->entry = NULL;
-	wr->owned = NULL;
-	wr->req.data = wr;
-	wr->bufs[0] = uv_buf_init((char *)s + done, (unsigned)(len - done));
-	c->writes_pending++;
-	if (uv_write(&wr->req, (uv_stream_t *)&c->tcp, wr->bufs, 1, on_write) != 0) {
-		c->writes_pending--;
-		free(wr);
-		conn_close(c);
-	}
+	send_bufs(c, &b, 1, NULL, NULL);
 }
 
 /* The request is answered: go on with the next one, or close. */

@@ -4,6 +4,7 @@
 #include <openssl/ocsp.h>
 #include <string.h>
 
+#include "core/hex.h"
 #include "ocsp/der.h"
 
 /* DER of the OIDs revd recognises in requests (contents only). */
@@ -294,17 +295,6 @@ static const uint8_t b64_table[256] = {
 	[' '] = 63, ['-'] = 63, ['/'] = 64, ['_'] = 64, ['='] = B64_PAD, ['%'] = B64_PCT,
 };
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 long ocsp_get_path_decode(const char *path, size_t len, uint8_t *out, size_t out_max)
 {
 	uint32_t acc = 0;
@@ -334,7 +324,7 @@ long ocsp_get_path_decode(const char *path, size_t len, uint8_t *out, size_t out
 			if (t == B64_PCT) {
 				if (len - i < 3)
 					return -1;
-				int hi = hexval(path[i + 1]), lo = hexval(path[i + 2]);
+				int hi = hex_digit(path[i + 1]), lo = hex_digit(path[i + 2]);
 				if (hi < 0 || lo < 0)
 					return -1;
 				i += 2;
