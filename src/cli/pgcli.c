@@ -216,17 +216,23 @@ void pgcli_report(const struct pgcli *c, const char *what, const PGresult *r)
 	            where ? "\n  CONTEXT: " : "", where ? where : "");
 }
 
-PGresult *pgcli_query(struct pgcli *c, const char *what, const char *sql, int n,
-                      const char *const *values, const int *lengths, const int *formats)
+/* r if the statement succeeded; else reports it, frees it and returns NULL. */
+static PGresult *keep_if_ok(struct pgcli *c, const char *what, PGresult *r)
 {
-	PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, values, lengths, formats, 0)
-	                    : PQexec(c->conn, sql);
 	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return r;
 	pgcli_report(c, what, r);
 	PQclear(r);
 	return NULL;
+}
+
+PGresult *pgcli_query(struct pgcli *c, const char *what, const char *sql, int n,
+                      const char *const *values, const int *lengths, const int *formats)
+{
+	PGresult *r = n > 0 ? PQexecParams(c->conn, sql, n, NULL, values, lengths, formats, 0)
+	                    : PQexec(c->conn, sql);
+	return keep_if_ok(c, what, r);
 }
 
 /* Waits up to ms for the connection's socket to be readable. */
@@ -258,12 +264,7 @@ PGresult *pgcli_query_ticking(struct pgcli *c, const char *what, const char *sql
 	PGresult *r = PQgetResult(c->conn), *extra;
 	while ((extra = PQgetResult(c->conn)) != NULL)
 		PQclear(extra);
-	ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
-		return r;
-	pgcli_report(c, what, r);
-	PQclear(r);
-	return NULL;
+	return keep_if_ok(c, what, r);
 }
 
 bool pgcli_run(struct pgcli *c, const char *what, const char *sql)

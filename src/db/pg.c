@@ -312,14 +312,19 @@ static void lconn_on_down(struct pgc *c)
 	fail_list(lc->st, waiting);
 }
 
-static void push_sent(struct pg_lconn *lc, struct pg_lookup *l)
+static void queue_push(struct pg_lookup **head, struct pg_lookup **tail, struct pg_lookup *l)
 {
 	l->next = NULL;
-	if (lc->sent_tail)
-		lc->sent_tail->next = l;
+	if (*tail)
+		(*tail)->next = l;
 	else
-		lc->sent_head = l;
-	lc->sent_tail = l;
+		*head = l;
+	*tail = l;
+}
+
+static void push_sent(struct pg_lconn *lc, struct pg_lookup *l)
+{
+	queue_push(&lc->sent_head, &lc->sent_tail, l);
 }
 
 static bool send_query(struct pg_lconn *lc, struct pg_lookup *l)
@@ -572,12 +577,7 @@ static void pg_lookup(struct store *base, const struct store_query *q, store_loo
 		pgc_flush(&lc->c);
 		return;
 	}
-	l->next = NULL;
-	if (lc->wait_tail)
-		lc->wait_tail->next = l;
-	else
-		lc->wait_head = l;
-	lc->wait_tail = l;
+	queue_push(&lc->wait_head, &lc->wait_tail, l);
 }
 
 static void pg_loop_done(struct store *base, uv_loop_t *loop)
