@@ -210,6 +210,10 @@ def stop_perf(p, outfile):
                     pass
     except OSError:
         pass
+    try:
+        os.unlink(outfile)
+    except OSError:
+        pass
     return res
 
 
@@ -461,6 +465,12 @@ def fmt_k(v):
     return "%.1fk" % (v / 1000) if v >= 1000 else "%.0f" % v
 
 
+def noisy(r, limit=0.1):
+    """True when processes other than the server and wrk used more than `limit` of a core
+    during the run."""
+    return r.get("other_cpu_s", 0) > limit * max(r.get("wall_s", 0), 1e-9)
+
+
 def cmd_summary(a):
     recs = [json.loads(l) for l in open(a.results) if l.strip()]
     out = []
@@ -468,20 +478,28 @@ def cmd_summary(a):
     cached = [r for r in recs if r.get("kind") == "cached"]
     if cached:
         out.append("### (a) Cached answer: requests/s, revd vs nginx (same DER bytes)\n")
-        out.append("median of %d runs; range = (max-min)/median; CPU = server CPU time per request "
-                   "(user+sys, all its threads); other = CPU used by processes other than the "
-                   "server and wrk during the run (s, median)\n" % max(r["rep"] for r in cached))
+        out.append("%d repetitions per point; figures are medians over the runs not disturbed by "
+                   "other processes (other CPU > 10%% of a core: left out when undisturbed runs "
+                   "exist; see \"runs used\"); range = (max-min)/median; CPU = server CPU time per "
+                   "request (user+sys, all its threads; kernel share from tick accounting, "
+                   "approximate); cores busy = CPU time / wall time; other = CPU used by other "
+                   "processes during the run (s, median)\n" % max(r["rep"] for r in cached))
         out.append("| layout | method | conns | revd req/s | range | nginx req/s | range | revd/nginx (medians) | revd/nginx per repetition: median (min–max) | CPU per request nginx/revd "
                    "| revd CPU µs/req (kernel share) | nginx CPU µs/req (kernel share) | cores busy: revd/wrk, nginx/wrk "
-                   "| revd p99 ms | nginx p99 ms | other CPU s |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                   "| revd p99 ms | nginx p99 ms | other CPU s | runs used revd, nginx |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         keys = sorted({(r["layout"], r["method"], r["conns"]) for r in cached},
                       key=lambda k: (k[0] != "split", k[1], k[2]))
         for lay, meth, c in keys:
             row = {}
+            used = {}
             for srv in ("revd", "nginx"):
-                rs = [r for r in cached if (r["layout"], r["method"], r["conns"], r["server"]) ==
-                      (lay, meth, c, srv)]
+                rs_all = [r for r in cached if (r["layout"], r["method"], r["conns"], r["server"]) ==
+                          (lay, meth, c, srv)]
+                # runs disturbed by other processes (even after retries) are left out when
+                # undisturbed ones exist
+                rs = [r for r in rs_all if not noisy(r)] or rs_all
+                used[srv] = (len(rs), len(rs_all))
                 if rs:
                     row[srv] = (med_spread([r["rps"] for r in rs]),
                                 statistics.median(r["server_us_per_req"] for r in rs),
@@ -498,16 +516,19 @@ def cmd_summary(a):
             # the two servers of one repetition ran back to back: their ratio is less
             # exposed to the machine's drift than the ratio of medians
             pairs = []
+            allpairs = []
             for rep in sorted({r["rep"] for r in cached}):
-                a_ = [r["rps"] for r in cached if (r["layout"], r["method"], r["conns"], r["server"], r["rep"]) == (lay, meth, c, "revd", rep)]
-                b_ = [r["rps"] for r in cached if (r["layout"], r["method"], r["conns"], r["server"], r["rep"]) == (lay, meth, c, "nginx", rep)]
+                a_ = [r for r in cached if (r["layout"], r["method"], r["conns"], r["server"], r["rep"]) == (lay, meth, c, "revd", rep)]
+                b_ = [r for r in cached if (r["layout"], r["method"], r["conns"], r["server"], r["rep"]) == (lay, meth, c, "nginx", rep)]
                 if a_ and b_:
-                    pairs.append(a_[0] / b_[0])
+                    allpairs.append((a_[0]["rps"] / b_[0]["rps"], noisy(a_[0]) or noisy(b_[0])))
+            pairs = [x for x, bad in allpairs if not bad] or [x for x, _ in allpairs]
             pr = "%.2f (%.2f–%.2f)" % (statistics.median(pairs), min(pairs), max(pairs)) if pairs else "-"
-            out.append("| %s | %s | %d | %.0f | %.1f%% | %.0f | %.1f%% | **%.2f**%s | %s | %.2f | %.1f (%.0f%%) | %.1f (%.0f%%) | %.2f/%.2f, %.2f/%.2f | %.2f | %.2f | %.1f / %.1f |" % (
+            out.append("| %s | %s | %d | %.0f | %.1f%% | %.0f | %.1f%% | **%.2f**%s | %s | %.2f | %.1f (%.0f%%) | %.1f (%.0f%%) | %.2f/%.2f, %.2f/%.2f | %.2f | %.2f | %.1f / %.1f | %d/%d, %d/%d |" % (
                 lay, meth, c, rv[0][0], rv[0][3], ng[0][0], ng[0][3], rv[0][0] / ng[0][0], warn, pr,
                 ng[1] / rv[1] if rv[1] else 0,
-                rv[1], 100 * rv[5], ng[1], 100 * ng[5], rv[6], rv[7], ng[6], ng[7], rv[2], ng[2], rv[3], ng[3]))
+                rv[1], 100 * rv[5], ng[1], 100 * ng[5], rv[6], rv[7], ng[6], ng[7], rv[2], ng[2], rv[3], ng[3],
+                used["revd"][0], used["revd"][1], used["nginx"][0], used["nginx"][1]))
         out.append("")
     # (b) live signing
     sign = [r for r in recs if r.get("kind") == "sign"]
@@ -518,13 +539,14 @@ def cmd_summary(a):
                    "(split: 1 core, shared: 2 cores with `-multi 2`); each repetition runs revd "
                    "then openssl speed back to back, and the ratio is taken per repetition "
                    "(median, min–max).\n")
-        out.append("| key | layout | conns | revd signed responses/s | range | openssl speed sign/s | range | revd/openssl per repetition | revd CPU µs/response | CPU µs/signature in openssl speed | cores busy: revd/wrk | other CPU s |")
-        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        out.append("| key | layout | conns | revd signed responses/s | range | openssl speed sign/s | range | revd/openssl per repetition | revd CPU µs/response | CPU µs/signature in openssl speed | by CPU time: openssl µs/sign ÷ revd µs/response | cores busy: revd/wrk | other CPU s | runs used |")
+        out.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         order = {"ec": 0, "rsa": 1, "ed25519": 2}
         keys = sorted({(r["key"], r["layout"], r["conns"]) for r in sign},
                       key=lambda k: (order.get(k[0], 9), k[1] != "split", k[2]))
         for key, lay, c in keys:
-            rs = [r for r in sign if (r["key"], r["layout"], r["conns"]) == (key, lay, c)]
+            rs_all = [r for r in sign if (r["key"], r["layout"], r["conns"]) == (key, lay, c)]
+            rs = [r for r in rs_all if not noisy(r)] or rs_all
             ms = med_spread([r["rps"] for r in rs])
             sp_recs = [r for r in speed if (r["key"], r["layout"]) == (key, lay)]
             sp = [r["sign_per_s"] for r in sp_recs]
@@ -539,14 +561,16 @@ def cmd_summary(a):
             frs = ("**%.0f%%** (%.0f–%.0f%%)" % (100 * statistics.median(fr), 100 * min(fr), 100 * max(fr))) if fr else "-"
             ncores = 2 if lay == "shared" else 1
             warn = " ⚠" if any(r["problems"] for r in rs) else ""
-            out.append("| %s | %s | %d | %.0f%s | %.1f%% | %s | %s | %s | %.1f | %s | %.2f/%.2f | %.1f |" % (
+            us_resp = statistics.median(r["server_us_per_req"] for r in rs)
+            us_sign = 1e6 * ncores / spm[0] if spm else None
+            out.append("| %s | %s | %d | %.0f%s | %.1f%% | %s | %s | %s | %.1f | %s | %s | %.2f/%.2f | %.1f | %d/%d |" % (
                 key, lay, c, ms[0], warn, ms[3], "%.0f" % spm[0] if spm else "-",
-                "%.1f%%" % spm[3] if spm else "-", frs,
-                statistics.median(r["server_us_per_req"] for r in rs),
-                "%.1f" % (1e6 * ncores / spm[0]) if spm else "-",
+                "%.1f%%" % spm[3] if spm else "-", frs, us_resp,
+                "%.1f" % us_sign if us_sign else "-",
+                "%.0f%%" % (100 * us_sign / us_resp) if us_sign and us_resp else "-",
                 statistics.median(r["server_cpu_s"] / r["wall_s"] for r in rs),
                 statistics.median(r["wrk_cpu_s"] / r["wall_s"] for r in rs),
-                statistics.median(r["other_cpu_s"] for r in rs)))
+                statistics.median(r["other_cpu_s"] for r in rs), len(rs), len(rs_all)))
         out.append("")
     perf = [r for r in recs if r.get("kind") == "perf" and r.get("perf")]
     if perf:

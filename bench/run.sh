@@ -22,8 +22,9 @@ PY=(python3 "$BENCH_DIR/ocspbench.py")
 usage() {
     cat >&2 <<EOF
 usage: $PROG [options]
-  --quick              short run (< 2 min): 2 s points, 1 s warm-up, 1 repetition,
-                       64 connections, 1 s openssl speed, 1 s profile runs
+  --quick              short run (< 2 min on an idle machine): 2 s points, 1 s warm-up,
+                       1 repetition, 64 connections, 1 s openssl speed, 1 s profile runs,
+                       perf stat in the split layout only, no idle wait, no retries
   --duration S         seconds per measured point (default 10)
   --warmup S           seconds of warm-up before each point (default 2)
   --reps N             repetitions of every point (default 3)
@@ -52,11 +53,12 @@ EOF
 
 DURATION=10 WARMUP=2 REPS=3 CONNS="16 64" SIGN_CONNS="64" SPEED_SECONDS=5 CG_SECONDS=5
 NONCE_REQS=20000 PARTS="cached,sign,profile" LAYOUTS="split,shared" SERVER_CPU=1 CLIENT_CPU=0
-SKIP_BUILD=0 OUT="" KEEP=0 KEYS="ec,rsa,ed25519" PROFILE_WARMUP=1 SIGN_WARMUP="" IDLE_WAIT=30 RETRIES=2
+SKIP_BUILD=0 OUT="" KEEP=0 KEYS="ec,rsa,ed25519" PROFILE_WARMUP=1 SIGN_WARMUP="" IDLE_WAIT=30 RETRIES=2 PERF_LAYOUTS=""
 while (($#)); do
     case $1 in
         --quick) DURATION=2 WARMUP=1 REPS=1 CONNS="64" SIGN_CONNS="64" SPEED_SECONDS=1 CG_SECONDS=1
-                 PROFILE_WARMUP=0 SIGN_WARMUP=0 NONCE_REQS=5000 IDLE_WAIT=0 RETRIES=0; shift ;;
+                 PROFILE_WARMUP=0 SIGN_WARMUP=0 NONCE_REQS=5000 IDLE_WAIT=0 RETRIES=0
+                 PERF_LAYOUTS="split"; shift ;;
         --idle-wait) IDLE_WAIT=$2; shift 2 ;;
         --retries) RETRIES=$2; shift 2 ;;
         --duration) DURATION=$2; shift 2 ;;
@@ -80,6 +82,7 @@ while (($#)); do
     esac
 done
 SIGN_WARMUP=${SIGN_WARMUP:-$WARMUP}
+PERF_LAYOUTS=${PERF_LAYOUTS:-$LAYOUTS}
 has_part() { [[ ",$PARTS," == *",$1,"* ]]; }
 has_layout() { [[ ",$LAYOUTS," == *",$1,"* ]]; }
 
@@ -120,9 +123,9 @@ die() { echo "$PROG: $*" >&2; exit 1; }
 
 # Stops one process this script started, by pid: TERM, then KILL after 10 s.
 stop_pid() {
-    local pid=$1 i
+    local pid=$1
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     local keep=() p
@@ -216,9 +219,9 @@ start_revd() {
 
 # revd at --log-level warn does not log its port: read it from the socket table.
 wait_revd_port() {
-    local logf=$1 tries=$2 i
+    local logf=$1 tries=$2
     REVD_PORT=""
-    for i in $(seq "$tries"); do
+    for _ in $(seq "$tries"); do
         kill -0 "$REVD_PID" 2>/dev/null || { cat "$logf" >&2; die "revd exited"; }
         REVD_PORT=$(ss -Hltnp | awk -v p="pid=$REVD_PID," 'index($0, p) { sub(/.*:/, "", $4); print $4; exit }')
         [[ -n $REVD_PORT ]] && break
@@ -231,7 +234,7 @@ wait_revd_port() {
 # start_nginx CPUS WORKERS DERFILE CACHE_CONTROL EXPIRES [master on|off]: sets NGINX_PID,
 # NGINX_PORT, NGINX_PIDS (master and workers) and NGINX_DIR.
 start_nginx() {
-    local cpus=$1 workers=$2 der=$3 cc=$4 expires=$5 master=${6:-on} user_line="" i
+    local cpus=$1 workers=$2 der=$3 cc=$4 expires=$5 master=${6:-on} user_line=""
     NGINX_DIR=$(mktemp -d "$WORK/nginx.XXXXXX")
     chmod 755 "$NGINX_DIR"
     mkdir -p "$NGINX_DIR/html"
@@ -249,7 +252,7 @@ start_nginx() {
         -e "$NGINX_DIR/error.log" >"$NGINX_DIR/stdout.log" 2>&1 &
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
-    for i in $(seq "${NGINX_TRIES:-100}"); do
+    for _ in $(seq "${NGINX_TRIES:-100}"); do
         kill -0 "$NGINX_PID" 2>/dev/null || { cat "$NGINX_DIR/error.log" >&2; die "nginx exited"; }
         curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break
         sleep 0.1
@@ -356,9 +359,10 @@ run_sign() {
             layout_vars "$layout"
             log "(b) live signing, $kt key, layout $layout: revd on CPU $SRV_CPUS ($SRV_WORKERS workers), wrk -t$WRK_THREADS on CPU $WRK_CPUS"
             start_revd "$dir" "$SRV_CPUS" "$SRV_WORKERS" "$WORK/revd-sign-$kt-$layout.log" --nonce sign
-            local url="http://127.0.0.1:$REVD_PORT/" s1 s2
+            local url="http://127.0.0.1:$REVD_PORT/" s1
             s1=$(fetch "$url" "$WORK/sign1" --data-binary "@$dir/nonce1.der" -H "Content-Type: application/ocsp-request")
-            s2=$(fetch "$url" "$WORK/sign2" --data-binary "@$dir/nonce2.der" -H "Content-Type: application/ocsp-request")
+            fetch "$url" "$WORK/sign2" --data-binary "@$dir/nonce2.der" -H "Content-Type: application/ocsp-request" >/dev/null
+            cmp -s "$WORK/sign1.body" "$WORK/sign2.body" && die "two nonces got the same answer: not signed live"
             "${PY[@]}" has-nonce "$dir/nonce1.der" "$WORK/sign1.body" || die "revd did not echo the nonce"
             "${PY[@]}" has-nonce "$dir/nonce2.der" "$WORK/sign2.body" || die "revd did not echo the nonce"
             openssl ocsp -reqin "$dir/nonce1.der" -respin "$WORK/sign1.body" -issuer "$dir/issuing.pem" \
@@ -415,7 +419,7 @@ run_profile() {
     # 1. perf stat (software counters and syscall tracepoints) on each server under wrk
     if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter true >/dev/null 2>&1; then
         for layout in split shared; do
-            has_layout "$layout" || continue
+            [[ ",$PERF_LAYOUTS," == *",$layout,"* ]] || continue
             layout_vars "$layout"
             log "(c) perf stat: syscalls and context switches per request (layout $layout, $c connections)"
             start_revd "$dir" "$SRV_CPUS" "$SRV_WORKERS" "$WORK/revd-perf-$layout.log"
