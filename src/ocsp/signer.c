@@ -345,3 +345,18 @@ out:
 	EVP_MD_CTX_free(ctx);
 	return ok;
 }
+
+bool ocsp_signer_verify(const struct ocsp_signer *s, const uint8_t *data, size_t len,
+                        const uint8_t *sig, size_t siglen)
+{
+	/* The certificate's key, not s->key: verifying needs no private key (nor a token). */
+	EVP_PKEY *pub = X509_get0_pubkey(s->cert);
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = pub != NULL && ctx != NULL &&
+	          EVP_DigestVerifyInit_ex(ctx, NULL, s->md ? s->md_name : NULL, NULL, NULL, pub,
+	                                  NULL) == 1 &&
+	          EVP_DigestVerify(ctx, sig, siglen, data, len) == 1;
+	ERR_clear_error();
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}

@@ -52,6 +52,14 @@ size_t ocsp_signer_max_sig(const struct ocsp_signer *s);
 bool ocsp_signer_sign(const struct ocsp_signer *s, const uint8_t *data, size_t len,
                       uint8_t *sig, size_t *siglen);
 
+/*
+ * Checks sig over data with s's certificate's public key, by the scheme s signs with
+ * (EdDSA one-shot; RSA PKCS#1 v1.5 or ECDSA with s's digest). For responses read back
+ * from a shared cache: true only for a signature s could have made.
+ */
+bool ocsp_signer_verify(const struct ocsp_signer *s, const uint8_t *data, size_t len,
+                        const uint8_t *sig, size_t siglen);
+
 /* "ECDSA P-256 with SHA-256" and the like, for logs. */
 const char *ocsp_signer_describe(const struct ocsp_signer *s);
 

@@ -6,8 +6,10 @@
 # Writes OUTDIR/fuzz_request (DER OCSP requests from `openssl ocsp -reqout`, plus a few
 # handcrafted truncations and non-DER variants), OUTDIR/fuzz_get_path (those requests as
 # GET path text in each alphabet revd accepts), OUTDIR/fuzz_index (index.txt files that
-# `openssl ca` wrote, and handcrafted lines of every form, good and bad) and
-# OUTDIR/fuzz_config (configuration files). Needs openssl(1) and scripts/mkpki.sh; the
+# `openssl ca` wrote, and handcrafted lines of every form, good and bad), OUTDIR/fuzz_config
+# (configuration files) and OUTDIR/fuzz_response (OCSP responses from `openssl ocsp -index`
+# for those requests, signed with EC, Ed25519 and RSA keys, every error status, and the
+# RFC 9919 example when ../shared/vectors is there). Needs openssl(1) and scripts/mkpki.sh; the
 # output is meant to be committed, so it stays small. Requests carry random nonces and
 # fresh keys, so each run's files differ; rerun only to change what the seeds cover.
 # Files named regress-* are inputs that once found a bug: kept as they are.
@@ -19,15 +21,17 @@ out=${1:-$here/corpus}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-bash "$root/scripts/mkpki.sh" "$work/pki" --leaves 6 --quiet
+bash "$root/scripts/mkpki.sh" "$work/pki" --leaves 9 --quiet
 pki=$work/pki
 serial() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' "$pki/manifest.tsv"; }
 s1=0x$(serial leaf1) s2=0x$(serial leaf2) s3=0x$(serial leaf3) s5=0x$(serial leaf5)
+s7=0x$(serial leaf7) s9=0x$(serial leaf9)
 
 # Regression seeds (regress-*: inputs that once found a bug) are kept; the rest is remade.
-mkdir -p "$out/fuzz_request" "$out/fuzz_get_path" "$out/fuzz_index" "$out/fuzz_config"
+mkdir -p "$out/fuzz_request" "$out/fuzz_get_path" "$out/fuzz_index" "$out/fuzz_config" \
+    "$out/fuzz_response"
 find "$out/fuzz_request" "$out/fuzz_get_path" "$out/fuzz_index" "$out/fuzz_config" \
-    -type f ! -name 'regress-*' -delete
+    "$out/fuzz_response" -type f ! -name 'regress-*' -delete
 
 # ------------------------------------------------------------------ requests
 R=$out/fuzz_request
@@ -187,6 +191,54 @@ EOF
 printf '[server]\nlisten = %s[::1]:8080\n' "$(printf '127.0.0.1:80%02d, ' $(seq 0 10))$(printf '%*s' 20 '')" \
     >"$C/overlong-line.ini"
 printf 'key = outside\n[ocsp]\npath = /\n' >"$C/outside-section.ini"
+
+# ------------------------------------------------------------------ responses
+P=$out/fuzz_response
+# resp NAME REQUEST [ARGS...]: the answer `openssl ocsp` gives to REQUEST from index.txt,
+# by the delegated responder unless ARGS name another signer.
+resp() {
+    local name=$1 reqf=$2
+    shift 2
+    local signer=(-rsigner "$pki/ocsp.pem" -rkey "$pki/ocsp.key")
+    [[ " $* " == *" -rsigner "* ]] && signer=()
+    openssl ocsp -index "$pki/index.txt" -CA "$pki/issuing.pem" "${signer[@]}" \
+        -reqin "$reqf" -respout "$P/$name" "$@" >/dev/null 2>&1
+}
+req revoked-key-time.der -serial "$s7" -serial "$s9" -nonce
+req unissued.der -serial 0x7e57 -no_nonce
+resp good-by-name.der "$R/sha1-no-nonce.der" -ndays 1
+resp good-no-next-update.der "$R/sha1-nonce.der"
+resp four-answers-nonce.der "$R/four-serials.der" -nmin 90
+resp revoked-by-key-no-certs.der "$R/sha256-no-nonce.der" -resp_key_id -resp_no_certs -ndays 7
+resp sha384-sha384-signature.der "$R/sha384-nonce.der" -rmd sha384 -ndays 1
+resp sha512-chain.der "$R/sha512-no-nonce.der" -rother "$pki/chain.pem" -ndays 1
+resp md5-unknown-hash.der "$R/md5-unknown-hash.der" -ndays 1
+resp invalidity-date-and-hold.der "$R/revoked-key-time.der" -ndays 1
+resp unknown-serial.der "$R/unissued.der" -resp_key_id -ndays 1
+resp bad-signature.der "$R/serial-zero-and-high-bit.der" -badsig -ndays 1
+resp twenty-one-answers.der "$R/twenty-one-serials.der" -resp_key_id -resp_no_certs -ndays 1
+resp signed-by-ca.der "$R/from-cert.der" -rsigner "$pki/issuing.pem" -rkey "$pki/issuing.key" \
+    -resp_key_id -resp_no_certs -ndays 1
+rm -f "$R/revoked-key-time.der" "$R/unissued.der" # requests only these answers need
+# Other key types: a one-level PKI each, its CA answering for itself.
+for kt in ed25519 rsa; do
+    bash "$root/scripts/mkpki.sh" "$work/pki-$kt" --leaves 1 --levels 1 --key-type "$kt" --quiet
+    openssl ocsp -issuer "$work/pki-$kt/issuing.pem" -cert "$work/pki-$kt/leaves/leaf1.pem" \
+        -reqout "$work/req-$kt.der" -nonce >/dev/null 2>&1
+    openssl ocsp -index "$work/pki-$kt/index.txt" -CA "$work/pki-$kt/issuing.pem" \
+        -rsigner "$work/pki-$kt/issuing.pem" -rkey "$work/pki-$kt/issuing.key" \
+        -reqin "$work/req-$kt.der" -respout "$P/$kt.der" -ndays 1 >/dev/null 2>&1
+done
+vectors=$root/../shared/vectors/rfc9919/response.der
+[[ -f $vectors ]] && cat "$vectors" >"$P/rfc9919.der"
+# Every responseStatus, and the unassigned 4.
+for st in 1 2 3 4 5 6; do printf '\x30\x03\x0a\x01\x0'"$st" >"$P/status-$st.der"; done
+# Handmade from those: cut short, padded, and in BER.
+len=$(wc -c <"$P/good-by-name.der")
+head -c $((len / 2)) "$P/good-by-name.der" >"$P/cut-half.der"
+head -c $((len - 1)) "$P/good-by-name.der" >"$P/cut-last-byte.der"
+{ cat "$P/good-by-name.der"; printf '\0'; } >"$P/trailing-zero.der"
+{ printf '\x30\x80'; tail -c +3 "$P/status-3.der"; printf '\0\0'; } >"$P/ber-indefinite.der"
 
 n=$(find "$out" -type f | wc -l)
 bytes=$(find "$out" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')

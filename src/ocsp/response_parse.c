@@ -1,0 +1,510 @@
+#include "ocsp/response_parse.h"
+
+#include <openssl/asn1.h>
+#include <openssl/err.h>
+#include <openssl/x509.h>
+#include <string.h>
+
+#include "ocsp/der.h"
+
+/* DER of the OIDs revd recognises in responses (contents only). */
+static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
+static const uint8_t oid_sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
+static const uint8_t oid_sha384[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02};
+static const uint8_t oid_sha512[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03};
+static const uint8_t oid_basic[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01};
+static const uint8_t oid_nonce[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02};
+static const uint8_t oid_ext_revoke[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x09};
+static const uint8_t oid_invalidity[] = {0x55, 0x1d, 0x18};
+
+/* Deepest nesting accepted in the parts revd carries without reading (a Name, the
+ * certificates, signature parameters); real ones stay under a dozen. */
+#define MAX_DEPTH 32
+/* Most extensions in one Extensions list (each is checked against the others). */
+#define MAX_EXTENSIONS 16
+/* KeyHash is a SHA-1 digest (RFC 6960 §4.2.1). */
+#define KEY_HASH_LEN 20
+
+/* Set while parsing: well formed so far, but something revd cannot use was seen. */
+struct parse_state {
+	bool unsupported;
+};
+
+const char *ocsp_parse_result_str(enum ocsp_parse_result r)
+{
+	switch (r) {
+	case OCSP_PARSE_OK: return "ok";
+	case OCSP_PARSE_MALFORMED: return "malformed response";
+	case OCSP_PARSE_UNSUPPORTED: return "unsupported response type or critical extension";
+	}
+	return "?";
+}
+
+static enum ocsp_hash hash_from_oid(const struct der_cursor *oid)
+{
+	if (der_equals(oid, oid_sha1, sizeof(oid_sha1)))
+		return OCSP_HASH_SHA1;
+	if (der_equals(oid, oid_sha256, sizeof(oid_sha256)))
+		return OCSP_HASH_SHA256;
+	if (der_equals(oid, oid_sha384, sizeof(oid_sha384)))
+		return OCSP_HASH_SHA384;
+	if (der_equals(oid, oid_sha512, sizeof(oid_sha512)))
+		return OCSP_HASH_SHA512;
+	return OCSP_HASH_UNKNOWN;
+}
+
+/* An OID: non-empty, every subidentifier minimal (no leading 0x80), the last one ended. */
+static bool read_oid(struct der_cursor *c, struct der_cursor *oid)
+{
+	struct der_cursor save = *c;
+	if (!der_read(c, DER_OID, oid))
+		return false;
+	size_t n = der_len(oid);
+	bool start = true, ok = n > 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		ok = !(start && oid->p[i] == 0x80);
+		start = !(oid->p[i] & 0x80);
+	}
+	if (!ok || !start) {
+		*c = save;
+		return false;
+	}
+	return true;
+}
+
+static bool read_time(struct der_cursor *c, int64_t *t)
+{
+	struct der_cursor v, save = *c;
+	if (!der_read(c, DER_GENERALIZED_TIME, &v) || !der_parse_gentime(&v, t)) {
+		*c = save;
+		return false;
+	}
+	return true;
+}
+
+/* der_read, also giving the whole encoding. */
+static bool read_whole(struct der_cursor *c, int tag, struct der_cursor *contents,
+                       struct der_cursor *whole)
+{
+	int t;
+	return der_peek_tag(c) == tag && der_read_any(c, &t, contents, whole);
+}
+
+/*
+ * Every element in c, and in every constructed element within, is DER at the level of
+ * tags and lengths: for the parts revd passes on without reading their values. The
+ * reserved tag 0 (BER's end-of-contents) is refused.
+ */
+static bool tree_valid(struct der_cursor c, int depth)
+{
+	while (!der_at_end(&c)) {
+		int tag;
+		struct der_cursor inner;
+		if (!der_read_any(&c, &tag, &inner, NULL) || tag == 0)
+			return false;
+		if ((tag & DER_CONSTRUCTED) && (depth == 0 || !tree_valid(inner, depth - 1)))
+			return false;
+	}
+	return true;
+}
+
+/* CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber },
+ * with the limits the request decoder applies. */
+static bool parse_certid(struct der_cursor *c, struct ocsp_certid *id)
+{
+	struct der_cursor seq, alg, oid, name, key, serial;
+	if (!der_read(c, DER_SEQUENCE, &seq) || !der_read(&seq, DER_SEQUENCE, &alg) ||
+	    !read_oid(&alg, &oid))
+		return false;
+	id->hash = hash_from_oid(&oid);
+	id->hash_params_null = false;
+	if (!der_at_end(&alg)) {
+		struct der_cursor params;
+		if (!der_read(&alg, DER_NULL, &params) || der_len(&params) != 0 || !der_at_end(&alg))
+			return false;
+		id->hash_params_null = true;
+	}
+	if (!der_read(&seq, DER_OCTET_STRING, &name) || !der_read(&seq, DER_OCTET_STRING, &key) ||
+	    !der_read_integer(&seq, &serial) || !der_at_end(&seq))
+		return false;
+	if (id->hash != OCSP_HASH_UNKNOWN) {
+		size_t hl = ocsp_hash_len(id->hash);
+		if (der_len(&name) != hl || der_len(&key) != hl)
+			return false;
+	} else if (der_len(&name) > 64 || der_len(&key) > 64) {
+		return false;
+	}
+	if (der_len(&serial) > OCSP_MAX_SERIAL)
+		return false;
+	id->name_hash = name.p;
+	id->name_hash_len = der_len(&name);
+	id->key_hash = key.p;
+	id->key_hash_len = der_len(&key);
+	id->serial = serial.p;
+	id->serial_len = der_len(&serial);
+	return true;
+}
+
+/*
+ * The contents of singleExtensions [1] (single != NULL) or responseExtensions [1]
+ * (single == NULL): Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension. Extensions
+ * revd knows are read and must be well formed; an unknown critical one makes the
+ * response unsupported (RFC 5280 §4.2); a repeated one is malformed.
+ */
+static bool parse_extensions(struct der_cursor *tagged, struct parse_state *ps,
+                             struct ocsp_parsed_single *single,
+                             struct ocsp_parsed_response *resp)
+{
+	struct der_cursor exts;
+	if (!der_read(tagged, DER_SEQUENCE, &exts) || der_at_end(&exts) || !der_at_end(tagged))
+		return false;
+	struct der_cursor seen[MAX_EXTENSIONS];
+	size_t n_seen = 0;
+	while (!der_at_end(&exts)) {
+		struct der_cursor ext, oid, value, inner;
+		bool critical = false;
+		if (!der_read(&exts, DER_SEQUENCE, &ext) || !read_oid(&ext, &oid))
+			return false;
+		/* DER omits a DEFAULT value: an explicit FALSE is not DER. */
+		if (der_peek_tag(&ext) == DER_BOOLEAN &&
+		    (!der_read_boolean(&ext, &critical) || !critical))
+			return false;
+		if (!der_read(&ext, DER_OCTET_STRING, &value) || !der_at_end(&ext))
+			return false;
+		if (n_seen == MAX_EXTENSIONS)
+			return false;
+		for (size_t i = 0; i < n_seen; i++)
+			if (der_equals(&oid, seen[i].p, der_len(&seen[i])))
+				return false;
+		seen[n_seen++] = oid;
+
+		if (single != NULL && der_equals(&oid, oid_invalidity, sizeof(oid_invalidity))) {
+			/* InvalidityDate ::= GeneralizedTime (RFC 5280 §5.3.2) */
+			if (!read_time(&value, &single->invalidity_date) || !der_at_end(&value))
+				return false;
+		} else if (single == NULL && der_equals(&oid, oid_nonce, sizeof(oid_nonce))) {
+			/* Nonce ::= OCTET STRING (SIZE(1..128)) (RFC 9654) */
+			if (!der_read(&value, DER_OCTET_STRING, &inner) || !der_at_end(&value) ||
+			    der_len(&inner) < OCSP_NONCE_MIN || der_len(&inner) > OCSP_NONCE_MAX)
+				return false;
+			resp->has_nonce = true;
+		} else if (single == NULL &&
+		           der_equals(&oid, oid_ext_revoke, sizeof(oid_ext_revoke))) {
+			/* ExtendedRevoke ::= NULL, never critical (RFC 6960 §4.4.8) */
+			if (critical || !der_read(&value, DER_NULL, &inner) || der_len(&inner) != 0 ||
+			    !der_at_end(&value))
+				return false;
+			resp->extended_revoke = true;
+		} else if (critical) {
+			ps->unsupported = true;
+		}
+	}
+	return true;
+}
+
+static bool reason_valid(int r)
+{
+	return r >= OCSP_REASON_UNSPECIFIED && r <= OCSP_REASON_AA_COMPROMISE && r != 7;
+}
+
+/*
+ * SingleResponse ::= SEQUENCE { certID, certStatus, thisUpdate,
+ *     nextUpdate [0] EXPLICIT OPTIONAL, singleExtensions [1] EXPLICIT OPTIONAL }
+ * CertStatus ::= CHOICE { good [0] IMPLICIT NULL, revoked [1] IMPLICIT RevokedInfo,
+ *     unknown [2] IMPLICIT NULL }
+ */
+static bool parse_single(struct der_cursor *list, struct parse_state *ps,
+                         struct ocsp_parsed_single *s)
+{
+	struct der_cursor one, st, t;
+	if (!der_read(list, DER_SEQUENCE, &one) || !parse_certid(&one, &s->certid))
+		return false;
+	s->reason = OCSP_REASON_NONE;
+	int tag = der_peek_tag(&one);
+	if (tag == DER_CTX_PRIM(0) || tag == DER_CTX_PRIM(2)) {
+		if (!der_read(&one, tag, &st) || der_len(&st) != 0)
+			return false;
+		s->status = tag == DER_CTX_PRIM(0) ? OCSP_STATUS_GOOD : OCSP_STATUS_UNKNOWN;
+	} else if (tag == DER_CTX_CONS(1)) {
+		/* RevokedInfo ::= SEQUENCE { revocationTime, revocationReason [0] EXPLICIT
+		 * CRLReason OPTIONAL } */
+		if (!der_read(&one, tag, &st) || !read_time(&st, &s->revoked_at))
+			return false;
+		if (der_peek_tag(&st) == DER_CTX_CONS(0) &&
+		    (!der_read(&st, DER_CTX_CONS(0), &t) ||
+		     !der_read_small_uint(&t, DER_ENUMERATED, &s->reason) || !der_at_end(&t) ||
+		     !reason_valid(s->reason)))
+			return false;
+		if (!der_at_end(&st))
+			return false;
+		s->status = OCSP_STATUS_REVOKED;
+	} else {
+		return false;
+	}
+	if (!read_time(&one, &s->this_update))
+		return false;
+	if (der_peek_tag(&one) == DER_CTX_CONS(0) &&
+	    (!der_read(&one, DER_CTX_CONS(0), &t) || !read_time(&t, &s->next_update) ||
+	     !der_at_end(&t)))
+		return false;
+	if (der_peek_tag(&one) == DER_CTX_CONS(1) &&
+	    (!der_read(&one, DER_CTX_CONS(1), &t) || !parse_extensions(&t, ps, s, NULL)))
+		return false;
+	return der_at_end(&one);
+}
+
+/* Name ::= SEQUENCE OF RelativeDistinguishedName; RDN ::= SET SIZE (1..MAX) OF
+ * SEQUENCE { type OID, value ANY }. The values are OpenSSL's to check (see below). */
+static bool parse_name(struct der_cursor *c)
+{
+	struct der_cursor name;
+	if (!der_read(c, DER_SEQUENCE, &name) || !tree_valid(name, MAX_DEPTH))
+		return false;
+	while (!der_at_end(&name)) {
+		struct der_cursor rdn;
+		if (!der_read(&name, DER_SET, &rdn) || der_at_end(&rdn))
+			return false;
+		while (!der_at_end(&rdn)) {
+			struct der_cursor atv, oid;
+			int tag;
+			if (!der_read(&rdn, DER_SEQUENCE, &atv) || !read_oid(&atv, &oid) ||
+			    !der_read_any(&atv, &tag, NULL, NULL) || !der_at_end(&atv))
+				return false;
+		}
+	}
+	return true;
+}
+
+/* ResponderID ::= CHOICE { byName [1] EXPLICIT Name, byKey [2] EXPLICIT KeyHash } */
+static bool parse_responder_id(struct der_cursor *c, struct ocsp_parsed_response *out)
+{
+	struct der_cursor contents, whole, key;
+	int tag = der_peek_tag(c);
+	if ((tag != DER_CTX_CONS(1) && tag != DER_CTX_CONS(2)) ||
+	    !der_read_any(c, &tag, &contents, &whole))
+		return false;
+	if (tag == DER_CTX_CONS(2)) {
+		if (!der_read(&contents, DER_OCTET_STRING, &key) || der_len(&key) != KEY_HASH_LEN)
+			return false;
+	} else if (!parse_name(&contents)) {
+		return false;
+	}
+	if (!der_at_end(&contents))
+		return false;
+	out->responder_id = whole.p;
+	out->responder_id_len = der_len(&whole);
+	return true;
+}
+
+/*
+ * ResponseData ::= SEQUENCE { version [0] EXPLICIT DEFAULT v1, responderID,
+ *     producedAt, responses SEQUENCE OF SingleResponse,
+ *     responseExtensions [1] EXPLICIT Extensions OPTIONAL }
+ */
+static bool parse_tbs(struct der_cursor *c, struct parse_state *ps,
+                      struct ocsp_parsed_response *out)
+{
+	struct der_cursor tbs, whole, list, t;
+	if (!read_whole(c, DER_SEQUENCE, &tbs, &whole))
+		return false;
+	out->tbs = whole.p;
+	out->tbs_len = der_len(&whole);
+	/* Version v1 written out is not DER, but is tolerated as the request decoder
+	 * tolerates it (OpenSSL keeps and re-encodes it as sent); any other is refused. */
+	if (der_peek_tag(&tbs) == DER_CTX_CONS(0)) {
+		int v;
+		if (!der_read(&tbs, DER_CTX_CONS(0), &t) ||
+		    !der_read_small_uint(&t, DER_INTEGER, &v) || !der_at_end(&t) || v != 0)
+			return false;
+	}
+	if (!parse_responder_id(&tbs, out) || !read_time(&tbs, &out->produced_at) ||
+	    !der_read(&tbs, DER_SEQUENCE, &list) || der_at_end(&list))
+		return false;
+	while (!der_at_end(&list)) {
+		/* The first is kept; the others only checked. */
+		struct ocsp_parsed_single other = {0};
+		if (!parse_single(&list, ps, out->n_singles == 0 ? &out->single : &other))
+			return false;
+		out->n_singles++;
+	}
+	if (der_peek_tag(&tbs) == DER_CTX_CONS(1) &&
+	    (!der_read(&tbs, DER_CTX_CONS(1), &t) || !parse_extensions(&t, ps, NULL, out)))
+		return false;
+	return der_at_end(&tbs);
+}
+
+/* AlgorithmIdentifier: parameters absent, NULL, or a SEQUENCE (RSASSA-PSS). */
+static bool parse_sigalg(struct der_cursor *c, struct ocsp_parsed_response *out)
+{
+	struct der_cursor alg, whole, oid, params;
+	if (!read_whole(c, DER_SEQUENCE, &alg, &whole) || !read_oid(&alg, &oid))
+		return false;
+	if (!der_at_end(&alg)) {
+		int tag;
+		if (!der_read_any(&alg, &tag, &params, NULL) || !der_at_end(&alg))
+			return false;
+		if (tag == DER_NULL && der_len(&params) != 0)
+			return false;
+		if (tag != DER_NULL && (tag != DER_SEQUENCE || !tree_valid(params, MAX_DEPTH)))
+			return false;
+	}
+	out->sigalg = whole.p;
+	out->sigalg_len = der_len(&whole);
+	return true;
+}
+
+/* certs [0] EXPLICIT SEQUENCE OF Certificate, each SEQUENCE { tbsCertificate,
+ * signatureAlgorithm, signatureValue }; what is inside is OpenSSL's to check. */
+static bool parse_certs(struct der_cursor *c, struct ocsp_parsed_response *out)
+{
+	struct der_cursor tagged, whole, list;
+	if (!read_whole(c, DER_CTX_CONS(0), &tagged, &whole) ||
+	    !der_read(&tagged, DER_SEQUENCE, &list) || !der_at_end(&tagged) ||
+	    !tree_valid(list, MAX_DEPTH))
+		return false;
+	while (!der_at_end(&list)) {
+		struct der_cursor cert, part;
+		if (!der_read(&list, DER_SEQUENCE, &cert) || !der_read(&cert, DER_SEQUENCE, &part) ||
+		    !der_read(&cert, DER_SEQUENCE, &part) || !der_read(&cert, DER_BIT_STRING, &part) ||
+		    !der_at_end(&cert))
+			return false;
+	}
+	out->certs = whole.p;
+	out->certs_len = der_len(&whole);
+	return true;
+}
+
+/* BasicOCSPResponse ::= SEQUENCE { tbsResponseData, signatureAlgorithm,
+ *     signature BIT STRING, certs [0] EXPLICIT SEQUENCE OF Certificate OPTIONAL } */
+static bool parse_basic(struct der_cursor *c, struct parse_state *ps,
+                        struct ocsp_parsed_response *out)
+{
+	struct der_cursor basic, bits;
+	if (!der_read(c, DER_SEQUENCE, &basic) || !der_at_end(c))
+		return false;
+	if (!parse_tbs(&basic, ps, out) || !parse_sigalg(&basic, out))
+		return false;
+	/* No unused bits (a signature is whole octets) and at least one octet. */
+	if (!der_read(&basic, DER_BIT_STRING, &bits) || der_len(&bits) < 2 || bits.p[0] != 0)
+		return false;
+	out->sig = bits.p + 1;
+	out->sig_len = der_len(&bits) - 1;
+	if (der_peek_tag(&basic) == DER_CTX_CONS(0) && !parse_certs(&basic, out))
+		return false;
+	return der_at_end(&basic);
+}
+
+/*
+ * OCSPResponse ::= SEQUENCE { responseStatus ENUMERATED,
+ *     responseBytes [0] EXPLICIT SEQUENCE { responseType OID, response OCTET STRING }
+ *     OPTIONAL }: responseBytes present exactly when the status is successful.
+ */
+static bool parse_response(const uint8_t *der, size_t len, struct parse_state *ps,
+                           struct ocsp_parsed_response *out)
+{
+	struct der_cursor top = der_cursor_init(der, len), resp, tagged, bytes, type, octets;
+	int status;
+	if (!der_read(&top, DER_SEQUENCE, &resp) || !der_at_end(&top) ||
+	    !der_read_small_uint(&resp, DER_ENUMERATED, &status))
+		return false;
+	switch (status) {
+	case OCSP_RESP_SUCCESSFUL:
+	case OCSP_RESP_MALFORMED:
+	case OCSP_RESP_INTERNAL_ERROR:
+	case OCSP_RESP_TRY_LATER:
+	case OCSP_RESP_SIG_REQUIRED:
+	case OCSP_RESP_UNAUTHORIZED: break;
+	default: return false;
+	}
+	out->status = (enum ocsp_resp_status)status;
+	if (status != OCSP_RESP_SUCCESSFUL)
+		return der_at_end(&resp);
+	if (!der_read(&resp, DER_CTX_CONS(0), &tagged) || !der_at_end(&resp) ||
+	    !der_read(&tagged, DER_SEQUENCE, &bytes) || !der_at_end(&tagged) ||
+	    !read_oid(&bytes, &type) || !der_read(&bytes, DER_OCTET_STRING, &octets) ||
+	    !der_at_end(&bytes))
+		return false;
+	if (!der_equals(&type, oid_basic, sizeof(oid_basic))) {
+		ps->unsupported = true;
+		return true;
+	}
+	return parse_basic(&octets, ps, out);
+}
+
+/* Does OpenSSL read exactly der[0..len) as an `it`, and write it back the same? */
+static bool openssl_round_trips(const ASN1_ITEM *it, const uint8_t *der, size_t len)
+{
+	const unsigned char *p = der;
+	unsigned char *again = NULL;
+	ASN1_VALUE *v = ASN1_item_d2i(NULL, &p, (long)len, it);
+	bool ok = v != NULL && p == der + len;
+	if (ok) {
+		int n = ASN1_item_i2d(v, &again, it);
+		ok = n > 0 && (size_t)n == len && memcmp(again, der, len) == 0;
+	}
+	OPENSSL_free(again);
+	ASN1_item_free(v, it);
+	ERR_clear_error();
+	return ok;
+}
+
+/*
+ * A responder's Name and the certificates are passed on, never read: revd checks their
+ * structure, and leaves what is inside (string types, X.509) to OpenSSL, as the request
+ * decoder does with the parts of a request it ignores. These are the only allocations.
+ */
+static bool openssl_accepts_carried(const struct ocsp_parsed_response *out)
+{
+	struct der_cursor c = der_cursor_init(out->responder_id, out->responder_id_len);
+	struct der_cursor contents, list, whole;
+	int tag;
+	if (!der_read_any(&c, &tag, &contents, NULL))
+		return false;
+	if (tag == DER_CTX_CONS(1) &&
+	    !openssl_round_trips(ASN1_ITEM_rptr(X509_NAME), contents.p, der_len(&contents)))
+		return false;
+	if (out->certs == NULL)
+		return true;
+	c = der_cursor_init(out->certs, out->certs_len);
+	if (!der_read(&c, DER_CTX_CONS(0), &contents) || !der_read(&contents, DER_SEQUENCE, &list))
+		return false;
+	while (!der_at_end(&list)) {
+		if (!der_read_any(&list, &tag, NULL, &whole) ||
+		    !openssl_round_trips(ASN1_ITEM_rptr(X509), whole.p, der_len(&whole)))
+			return false;
+	}
+	return true;
+}
+
+enum ocsp_parse_result ocsp_response_parse(const uint8_t *der, size_t len,
+                                           struct ocsp_parsed_response *out)
+{
+	struct parse_state ps = {.unsupported = false};
+	enum ocsp_parse_result r = OCSP_PARSE_OK;
+	memset(out, 0, sizeof(*out));
+	if (!parse_response(der, len, &ps, out))
+		r = OCSP_PARSE_MALFORMED;
+	else if (ps.unsupported)
+		r = OCSP_PARSE_UNSUPPORTED;
+	else if (out->status == OCSP_RESP_SUCCESSFUL && !openssl_accepts_carried(out))
+		r = OCSP_PARSE_MALFORMED;
+	if (r != OCSP_PARSE_OK)
+		memset(out, 0, sizeof(*out));
+	return r;
+}
+
+static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+bool ocsp_parsed_matches(const struct ocsp_parsed_response *p, const struct ocsp_certid *id)
+{
+	const struct ocsp_certid *a = &p->single.certid;
+	return p->status == OCSP_RESP_SUCCESSFUL && p->n_singles > 0 &&
+	       a->hash != OCSP_HASH_UNKNOWN && a->hash == id->hash &&
+	       a->hash_params_null == id->hash_params_null &&
+	       same_bytes(a->name_hash, a->name_hash_len, id->name_hash, id->name_hash_len) &&
+	       same_bytes(a->key_hash, a->key_hash_len, id->key_hash, id->key_hash_len) &&
+	       same_bytes(a->serial, a->serial_len, id->serial, id->serial_len);
+}
