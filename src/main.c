@@ -14,6 +14,7 @@ static const char usage[] =
 	"  import     load issued certificates into PostgreSQL (index.txt or certificates)\n"
 	"  revoke     revoke a certificate in PostgreSQL, or release a hold\n"
 	"  status     what an OCSP client would be told about a serial, and why\n"
+	"  presign    watch, pause or throttle the pre-signers sharing a Redis\n"
 	"  version    print the version\n"
 	"  help       this text\n";
 
@@ -29,7 +30,7 @@ int main(int argc, char **argv)
 		int (*run)(int argc, char **argv);
 	} commands[] = {
 		{"serve", cli_serve},   {"db", cli_db},         {"import", cli_import},
-		{"revoke", cli_revoke}, {"status", cli_status},
+		{"revoke", cli_revoke}, {"status", cli_status}, {"presign", cli_presign},
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

@@ -36,6 +36,17 @@ void config_init(struct config *c)
 	c->index_max_bytes = (size_t)1 << 30;
 	c->pg_lookup_timeout_ms = 1000;
 	c->pg_sweep_interval_ms = 10000;
+	c->refresh = CONFIG_REFRESH_HALF;
+	c->redis_timeout_ms = 250;
+	c->redis_lock_ms = 500;
+	c->redis_verify = CONFIG_VERIFY_STRUCTURE;
+	c->redis_sample_interval_ms = 10000;
+	c->redis_sample_size = 64;
+	c->presign = true;
+	c->presign_rate = 0;
+	c->presign_interval_ms = 60000;
+	c->presign_batch = 500;
+	c->presign_hashes = 1u << 0; /* SHA-1, what most clients send */
 }
 
 static void issuer_free(struct config_issuer *is)
@@ -57,6 +68,8 @@ void config_free(struct config *c)
 		issuer_free(&c->issuers[i]);
 	free(c->path);
 	free(c->pg_dsn);
+	free(c->redis_address);
+	free(c->redis_prefix);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -176,6 +189,10 @@ static const char *const not_issued_names[] = {"unknown", "unauthorized", "revok
 static const char *const rid_names[] = {"key", "name"};
 static const char *const nonce_names[] = {"ignore", "sign"};
 static const char *const store_names[] = {"index", "postgres"};
+static const char *const refresh_names[] = {"half", "cabf"};
+static const char *const verify_names[] = {"structure", "signature"};
+/* In enum ocsp_hash order. */
+static const char *const hash_names[] = {"sha1", "sha256", "sha384", "sha512"};
 
 static int set_bool(bool *dst, const char *key, const char *value, char *err, size_t errlen)
 {
@@ -320,6 +337,8 @@ static int set_ocsp(struct config *c, const char *key, const char *value, char *
 	if (strcmp(key, "index_max_bytes") == 0)
 		return set_size(&c->index_max_bytes, key, value, 1024, (uint64_t)16 << 30, err,
 		                errlen);
+	if (strcmp(key, "refresh") == 0)
+		return set_enum(&c->refresh, key, value, refresh_names, 2, err, errlen);
 	snprintf(err, errlen, "unknown key '%s' in [ocsp]", key);
 	return -1;
 }
@@ -334,6 +353,90 @@ static int set_postgres(struct config *c, const char *key, const char *value, ch
 	if (strcmp(key, "sweep_interval") == 0)
 		return set_ms(&c->pg_sweep_interval_ms, key, value, 100, 3600000, err, errlen);
 	snprintf(err, errlen, "unknown key '%s' in [postgres]", key);
+	return -1;
+}
+
+static int set_redis(struct config *c, const char *key, const char *value, char *err,
+                     size_t errlen)
+{
+	if (strcmp(key, "address") == 0) {
+		const char *colon = strrchr(value, ':');
+		if (strncmp(value, "unix:/", 6) != 0 &&
+		    (colon == NULL || colon == value || colon[1] == 0)) {
+			snprintf(err, errlen,
+			         "address: expected HOST:PORT, [V6]:PORT or unix:/PATH, got '%s'", value);
+			return -1;
+		}
+		return set_str(&c->redis_address, value, err, errlen);
+	}
+	if (strcmp(key, "prefix") == 0) {
+		if (strlen(value) > 64) {
+			snprintf(err, errlen, "prefix: at most 64 characters");
+			return -1;
+		}
+		return set_str(&c->redis_prefix, value, err, errlen);
+	}
+	if (strcmp(key, "timeout") == 0)
+		return set_ms(&c->redis_timeout_ms, key, value, 5, 60000, err, errlen);
+	if (strcmp(key, "lock_ttl") == 0)
+		return set_ms(&c->redis_lock_ms, key, value, 100, 60000, err, errlen);
+	if (strcmp(key, "verify") == 0)
+		return set_enum(&c->redis_verify, key, value, verify_names, 2, err, errlen);
+	if (strcmp(key, "sample_interval") == 0)
+		return set_ms(&c->redis_sample_interval_ms, key, value, 100, 86400000, err, errlen);
+	if (strcmp(key, "sample_size") == 0)
+		return set_size(&c->redis_sample_size, key, value, 0, 100000, err, errlen);
+	snprintf(err, errlen, "unknown key '%s' in [redis]", key);
+	return -1;
+}
+
+static int set_presign(struct config *c, const char *key, const char *value, char *err,
+                       size_t errlen)
+{
+	if (strcmp(key, "enabled") == 0)
+		return set_bool(&c->presign, key, value, err, errlen);
+	if (strcmp(key, "rate") == 0) {
+		size_t v;
+		if (set_size(&v, key, value, 0, 10000000, err, errlen) != 0)
+			return -1;
+		c->presign_rate = (unsigned)v;
+		return 0;
+	}
+	if (strcmp(key, "interval") == 0)
+		return set_ms(&c->presign_interval_ms, key, value, 100, 86400000, err, errlen);
+	if (strcmp(key, "batch") == 0)
+		return set_size(&c->presign_batch, key, value, 1, 10000, err, errlen);
+	if (strcmp(key, "hashes") == 0) {
+		/* A comma-separated list of sha1, sha256, sha384, sha512. */
+		unsigned mask = 0;
+		const char *p = value;
+		while (*p) {
+			while (*p == ' ' || *p == ',')
+				p++;
+			if (*p == 0)
+				break;
+			size_t n = strcspn(p, ", ");
+			int h = -1;
+			for (int i = 0; i < 4; i++)
+				if (strlen(hash_names[i]) == n && strncmp(p, hash_names[i], n) == 0)
+					h = i;
+			if (h < 0) {
+				snprintf(err, errlen,
+				         "hashes: expected a list of sha1, sha256, sha384, sha512, got '%s'",
+				         value);
+				return -1;
+			}
+			mask |= 1u << h;
+			p += n;
+		}
+		if (mask == 0) {
+			snprintf(err, errlen, "hashes: name at least one of sha1, sha256, sha384, sha512");
+			return -1;
+		}
+		c->presign_hashes = mask;
+		return 0;
+	}
+	snprintf(err, errlen, "unknown key '%s' in [presign]", key);
 	return -1;
 }
 
@@ -401,6 +504,10 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_ocsp(c, key, value, err, errlen);
 	if (strcmp(section, "postgres") == 0)
 		return set_postgres(c, key, value, err, errlen);
+	if (strcmp(section, "redis") == 0)
+		return set_redis(c, key, value, err, errlen);
+	if (strcmp(section, "presign") == 0)
+		return set_presign(c, key, value, err, errlen);
 	if (strncmp(section, "issuer", 6) == 0 && (section[6] == ' ' || section[6] == '\t')) {
 		char name[128];
 		const char *p = section + 7;
@@ -428,7 +535,7 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_issuer(c, name, key, value, err, errlen);
 	}
 	snprintf(err, errlen,
-	         "unknown section [%s] (expected server, ocsp, postgres or issuer NAME)",
+	         "unknown section [%s] (expected server, ocsp, postgres, redis, presign or issuer NAME)",
 	         section);
 	return -1;
 }

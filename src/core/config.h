@@ -18,6 +18,8 @@ enum config_not_issued { CONFIG_NOT_ISSUED_UNKNOWN, CONFIG_NOT_ISSUED_UNAUTHORIZ
 enum config_responder_id { CONFIG_RID_KEY, CONFIG_RID_NAME };
 enum config_nonce { CONFIG_NONCE_IGNORE, CONFIG_NONCE_SIGN };
 enum config_store { CONFIG_STORE_INDEX, CONFIG_STORE_POSTGRES };
+enum config_refresh { CONFIG_REFRESH_HALF, CONFIG_REFRESH_CABF };
+enum config_redis_verify { CONFIG_VERIFY_STRUCTURE, CONFIG_VERIFY_SIGNATURE };
 
 struct config_issuer {
 	char *name;
@@ -60,10 +62,25 @@ struct config {
 	size_t cache_entries;
 	unsigned index_poll_ms;
 	size_t index_max_bytes;
+	int refresh; /* CONFIG_REFRESH_*: when a signed answer is re-signed */
 	/* [postgres] */
 	char *pg_dsn;
 	unsigned pg_lookup_timeout_ms;
 	unsigned pg_sweep_interval_ms;
+	/* [redis]: the shared tier of signed answers; off unless address is set */
+	char *redis_address; /* "HOST:PORT", "[V6]:PORT" or "unix:/PATH" */
+	char *redis_prefix;  /* every key starts with it */
+	unsigned redis_timeout_ms;
+	unsigned redis_lock_ms;
+	int redis_verify; /* CONFIG_VERIFY_* */
+	unsigned redis_sample_interval_ms;
+	size_t redis_sample_size;
+	/* [presign]: signing every certificate's answer before it is asked for */
+	bool presign;
+	unsigned presign_rate; /* signatures per second per instance; 0: no limit */
+	unsigned presign_interval_ms; /* a round starts at most this often */
+	size_t presign_batch;
+	unsigned presign_hashes; /* bit per enum ocsp_hash value; CertIDs pre-signed */
 	/* [issuer NAME] */
 	struct config_issuer issuers[CONFIG_MAX_ISSUERS];
 	size_t n_issuers;

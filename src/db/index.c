@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* qsort_r */
 #include "db/index.h"
 
 #include <errno.h>
@@ -25,6 +26,8 @@ struct index_snapshot {
 	struct index_entry *entries;
 	uint32_t *slots; /* 0: empty; else entry index + 1 */
 	size_t mask;
+	uint64_t version; /* the file's modification time in microseconds */
+	uint32_t *sorted; /* entry indexes in serial order, for scans; built on load */
 };
 
 /* ---- parsing ---- */
@@ -317,7 +320,35 @@ void index_snapshot_free(struct index_snapshot *s)
 		return;
 	free(s->entries);
 	free(s->slots);
+	free(s->sorted);
 	free(s);
+}
+
+/* Serial order as PostgreSQL sorts bytea: bytes compared, then shorter first. */
+static int serial_cmp(const struct store_serial *a, const struct store_serial *b)
+{
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = memcmp(a->bytes, b->bytes, n);
+	if (c != 0)
+		return c;
+	return (a->len > b->len) - (a->len < b->len);
+}
+
+static int sorted_cmp(const void *x, const void *y, void *arg)
+{
+	const struct index_entry *e = arg;
+	return serial_cmp(&e[*(const uint32_t *)x].serial, &e[*(const uint32_t *)y].serial);
+}
+
+static bool snapshot_sort(struct index_snapshot *s)
+{
+	s->sorted = malloc((s->n ? s->n : 1) * sizeof(*s->sorted));
+	if (s->sorted == NULL)
+		return false;
+	for (size_t i = 0; i < s->n; i++)
+		s->sorted[i] = (uint32_t)i;
+	qsort_r(s->sorted, s->n, sizeof(*s->sorted), sorted_cmp, s->entries);
+	return true;
 }
 
 size_t index_snapshot_count(const struct index_snapshot *s)
@@ -339,8 +370,10 @@ bool index_snapshot_find(const struct index_snapshot *s, const uint8_t *serial, 
 		return false;
 	bool found;
 	size_t slot = table_find_slot(s, serial, len, &found);
-	if (found)
+	if (found) {
 		*rec = s->entries[s->slots[slot] - 1].rec;
+		rec->version = s->version;
+	}
 	return found;
 }
 
@@ -378,7 +411,8 @@ struct store_serial *index_snapshot_diff(const struct index_snapshot *a,
 				out = no;
 				cap *= 2;
 			}
-			out[len++] = e->serial;
+			out[len] = e->serial;
+			out[len++].version = b != NULL ? b->version : 0;
 		}
 	}
 	*n = len;
@@ -418,13 +452,51 @@ static void index_lookup(struct store *base, const struct store_query *q, store_
 	struct store_record rec;
 	pthread_rwlock_rdlock(&s->lock);
 	bool found = index_snapshot_find(s->snap, q->serial, q->serial_len, &rec);
+	uint64_t version = s->snap->version;
 	pthread_rwlock_unlock(&s->lock);
 	if (!found) {
 		memset(&rec, 0, sizeof(rec));
 		rec.status = STORE_NOT_ISSUED;
 		rec.reason = STORE_REASON_NONE;
+		rec.version = version;
 	}
 	cb(arg, STORE_OK, &rec);
+}
+
+static long index_scan(struct store *base, struct store_issuer *is,
+                       const struct store_serial *after, int64_t now,
+                       struct store_scan_item *out, size_t max, char *err, size_t errlen)
+{
+	struct index_store *s = (struct index_store *)base;
+	long n = 0;
+	pthread_rwlock_rdlock(&s->lock);
+	const struct index_snapshot *snap = s->snap;
+	if (snap->sorted == NULL) {
+		pthread_rwlock_unlock(&s->lock);
+		snprintf(err, errlen, "index %s: not sorted", s->path);
+		return -1;
+	}
+	/* The first entry after `after`. */
+	size_t lo = 0, hi = snap->n;
+	while (after->len > 0 && lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (serial_cmp(&snap->entries[snap->sorted[mid]].serial, after) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t i = lo; i < snap->n && (size_t)n < max; i++) {
+		const struct index_entry *e = &snap->entries[snap->sorted[i]];
+		if (e->rec.not_after != 0 && e->rec.not_after <= now)
+			continue;
+		out[n].serial = e->serial;
+		out[n].rec = e->rec;
+		out[n].rec.version = snap->version;
+		out[n].serial.version = snap->version;
+		n++;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return n;
 }
 
 static void index_free(struct store *base)
@@ -442,6 +514,7 @@ static const struct store_ops index_ops = {
 	.kind = "index",
 	.issuer = index_issuer,
 	.lookup = index_lookup,
+	.scan = index_scan,
 	.free = index_free,
 };
 
@@ -499,6 +572,15 @@ static struct index_snapshot *load_file(const char *path, size_t max_bytes, char
 	}
 	char perr[200];
 	snap = index_parse(text, len, perr, sizeof(perr));
+	if (snap != NULL) {
+		snap->version = (uint64_t)st.st_mtim.tv_sec * 1000000u +
+		                (uint64_t)st.st_mtim.tv_nsec / 1000u;
+		if (!snapshot_sort(snap)) {
+			index_snapshot_free(snap);
+			snap = NULL;
+			snprintf(perr, sizeof(perr), "out of memory");
+		}
+	}
 	if (snap == NULL)
 		snprintf(err, errlen, "%s: %s", path, perr);
 out:

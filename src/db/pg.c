@@ -21,7 +21,7 @@
 
 static const char lookup_sql[] =
 	"SELECT extract(epoch FROM not_after)::bigint, extract(epoch FROM revoked_at)::bigint, "
-	"reason, extract(epoch FROM invalidity_date)::bigint "
+	"reason, extract(epoch FROM invalidity_date)::bigint, change_seq "
 	"FROM certificates WHERE issuer_id = $1 AND serial = $2";
 
 /* ---- an asynchronous libpq connection on one loop ---- */
@@ -260,6 +260,7 @@ struct pg_store {
 	_Atomic uint64_t lookups, lookup_failures, notifications, sweeps, swept_rows, reconnects;
 	_Atomic int64_t last_lag_us, max_lag_us;
 	_Atomic bool feed_up, issuers_resolved;
+	PGconn *scan_conn; /* blocking, for scans from a background thread */
 };
 
 enum pending_kind { PEND_PREPARE, PEND_QUERY, PEND_SYNC };
@@ -403,6 +404,9 @@ static void deliver(struct pg_store *st, struct pg_lookup *l, PGresult *r)
 		} else {
 			rec.status = STORE_GOOD;
 		}
+		int64_t seq;
+		if (parse_i64(r, 4, &seq) && seq > 0)
+			rec.version = (uint64_t)seq;
 	}
 	l->cb(l->arg, STORE_OK, &rec);
 }
@@ -578,6 +582,11 @@ static void pg_lookup(struct store *base, const struct store_query *q, store_loo
 		return;
 	}
 	queue_push(&lc->wait_head, &lc->wait_tail, l);
+}
+
+void store_pg_warm(struct store *base, uv_loop_t *loop)
+{
+	lconn_for((struct pg_store *)base, loop);
 }
 
 static void pg_loop_done(struct store *base, uv_loop_t *loop)
@@ -790,8 +799,11 @@ static void feed_sweep_rows(struct pg_feed *f, PGresult *r)
 			continue; /* the horizon's row when nothing changed */
 		found++;
 		const char *hex = PQgetvalue(r, i, 1);
-		if (hex_to_serial(hex, strlen(hex), &f->batch[n]))
+		if (hex_to_serial(hex, strlen(hex), &f->batch[n])) {
+			long long seq = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+			f->batch[n].version = seq > 0 ? (uint64_t)seq : 0;
 			n++;
+		}
 		snprintf(f->page_xid, sizeof(f->page_xid), "%s", PQgetvalue(r, i, 2));
 		snprintf(f->page_seq, sizeof(f->page_seq), "%s", PQgetvalue(r, i, 3));
 	}
@@ -851,6 +863,7 @@ static void feed_notify(struct pg_feed *f, const PGnotify *n)
 		feed_start_sweep(f);
 		return;
 	}
+	s.version = seq > 0 ? (uint64_t)seq : 0;
 	feed_report(f, &s, 1);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -980,9 +993,84 @@ void store_pg_get_stats(struct store *base, struct store_pg_stats *out)
 	out->issuers_resolved = atomic_load(&st->issuers_resolved);
 }
 
+static long pg_scan(struct store *base, struct store_issuer *sis, const struct store_serial *after,
+                    int64_t now, struct store_scan_item *out, size_t max, char *err,
+                    size_t errlen)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	struct pg_issuer *is = (struct pg_issuer *)sis;
+	int32_t id = atomic_load(&is->id);
+	if (id <= 0) {
+		snprintf(err, errlen, "issuer '%s' is not matched in the database", is->name);
+		return -1;
+	}
+	if (st->scan_conn != NULL && PQstatus(st->scan_conn) != CONNECTION_OK) {
+		PQfinish(st->scan_conn);
+		st->scan_conn = NULL;
+	}
+	if (st->scan_conn == NULL) {
+		st->scan_conn = PQconnectdb(st->dsn);
+		if (PQstatus(st->scan_conn) != CONNECTION_OK) {
+			snprintf(err, errlen, "postgres: %s", PQerrorMessage(st->scan_conn));
+			PQfinish(st->scan_conn);
+			st->scan_conn = NULL;
+			return -1;
+		}
+	}
+	char sid[16], shex[2 * STORE_MAX_SERIAL + 1], snow[24], smax[24];
+	snprintf(sid, sizeof(sid), "%d", (int)id);
+	for (size_t i = 0; i < after->len; i++)
+		snprintf(shex + 2 * i, 3, "%02x", after->bytes[i]);
+	shex[2 * after->len] = 0;
+	snprintf(snow, sizeof(snow), "%lld", (long long)now);
+	snprintf(smax, sizeof(smax), "%zu", max);
+	const char *values[4] = {sid, shex, snow, smax};
+	PGresult *r = PQexecParams(
+		st->scan_conn,
+		"SELECT encode(serial, 'hex'), extract(epoch FROM not_after)::bigint, "
+		"extract(epoch FROM revoked_at)::bigint, reason, "
+		"extract(epoch FROM invalidity_date)::bigint, change_seq FROM certificates "
+		"WHERE issuer_id = $1 AND serial > decode($2, 'hex') AND not_after > to_timestamp($3) "
+		"ORDER BY serial LIMIT $4",
+		4, NULL, values, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+		snprintf(err, errlen, "postgres scan: %s", PQresultErrorMessage(r));
+		PQclear(r);
+		return -1;
+	}
+	long n = 0;
+	for (int row = 0; row < PQntuples(r) && (size_t)n < max; row++) {
+		struct store_scan_item *it = &out[n];
+		memset(it, 0, sizeof(*it));
+		const char *hex = PQgetvalue(r, row, 0);
+		if (!hex_to_serial(hex, strlen(hex), &it->serial))
+			continue;
+		struct store_record *rec = &it->rec;
+		rec->reason = STORE_REASON_NONE;
+		rec->status = STORE_GOOD;
+		if (!PQgetisnull(r, row, 1))
+			rec->not_after = strtoll(PQgetvalue(r, row, 1), NULL, 10);
+		if (!PQgetisnull(r, row, 2)) {
+			rec->status = STORE_REVOKED;
+			rec->revoked_at = strtoll(PQgetvalue(r, row, 2), NULL, 10);
+			if (!PQgetisnull(r, row, 3))
+				rec->reason = (int)strtol(PQgetvalue(r, row, 3), NULL, 10);
+			if (!PQgetisnull(r, row, 4))
+				rec->invalidity_date = strtoll(PQgetvalue(r, row, 4), NULL, 10);
+		}
+		long long seq = strtoll(PQgetvalue(r, row, 5), NULL, 10);
+		rec->version = seq > 0 ? (uint64_t)seq : 0;
+		it->serial.version = rec->version;
+		n++;
+	}
+	PQclear(r);
+	return n;
+}
+
 static void pg_free(struct store *base)
 {
 	struct pg_store *st = (struct pg_store *)base;
+	PQfinish(st->scan_conn);
 	/* Loops and the feed must have been stopped (loop_done, unwatch) before. */
 	for (size_t i = 0; i < st->n_issuers; i++) {
 		free(st->issuers[i]->cert);
@@ -997,6 +1085,7 @@ static const struct store_ops pg_ops = {
 	.kind = "postgres",
 	.issuer = pg_issuer,
 	.lookup = pg_lookup,
+	.scan = pg_scan,
 	.loop_done = pg_loop_done,
 	.free = pg_free,
 };

@@ -24,6 +24,8 @@ struct store *store_pg_new(const struct pg_options *o, char *err, size_t errlen)
  * (NULL and 0: anything may have changed). Also resolves issuer handles. */
 int store_pg_watch(struct store *s, uv_loop_t *loop, store_change_cb on_change, void *arg);
 void store_pg_unwatch(struct store *s);
+/* Opens loop's lookup connection now rather than at its first lookup. On loop's thread. */
+void store_pg_warm(struct store *s, uv_loop_t *loop);
 
 struct store_pg_stats {
 	uint64_t lookups;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #define STORE_MAX_SERIAL 32
@@ -27,12 +28,16 @@ struct store_record {
 	int64_t revoked_at;      /* STORE_REVOKED */
 	int reason;              /* STORE_REVOKED: CRLReason or STORE_REASON_NONE */
 	int64_t invalidity_date; /* STORE_REVOKED: 0 if none */
+	/* Orders a serial's records: a later change has a larger version. Answers signed
+	 * from a record carry it, so a shared cache can refuse an older one. */
+	uint64_t version;
 };
 
 /* A serial: the INTEGER contents, minimal two's complement, as in a CertID. */
 struct store_serial {
 	uint8_t len;
 	uint8_t bytes[STORE_MAX_SERIAL];
+	uint64_t version; /* in change reports: the version of the new record; 0 unknown */
 };
 
 enum store_error {
@@ -42,6 +47,12 @@ enum store_error {
 };
 
 struct store;
+
+/* One certificate, as a scan returns it. */
+struct store_scan_item {
+	struct store_serial serial;
+	struct store_record rec;
+};
 
 /* One lookup. */
 struct store_query {
@@ -74,6 +85,15 @@ struct store_ops {
 	 */
 	void (*lookup)(struct store *s, const struct store_query *q, store_lookup_cb cb,
 	               void *arg);
+	/*
+	 * Optional: the issuer's certificates unexpired at `now` whose serial sorts after
+	 * `after` (after->len 0: from the first), at most max, in serial order (bytes
+	 * compared, then shorter first). Blocks: for background threads only, one at a time.
+	 * Returns the count, or -1 with a message in err.
+	 */
+	long (*scan)(struct store *s, struct store_issuer *is, const struct store_serial *after,
+	             int64_t now, struct store_scan_item *out, size_t max, char *err,
+	             size_t errlen);
 	/* Optional: loop is stopping; close what the store keeps on it (its handles must
 	 * be closed for the loop to end). Called on that loop's thread. */
 	void (*loop_done)(struct store *s, uv_loop_t *loop);
@@ -102,6 +122,17 @@ static inline void store_lookup(struct store *s, const struct store_query *q,
                                 store_lookup_cb cb, void *arg)
 {
 	s->ops->lookup(s, q, cb, arg);
+}
+
+static inline long store_scan(struct store *s, struct store_issuer *is,
+                              const struct store_serial *after, int64_t now,
+                              struct store_scan_item *out, size_t max, char *err, size_t errlen)
+{
+	if (s->ops->scan == NULL) {
+		snprintf(err, errlen, "%s stores cannot be scanned", s->ops->kind);
+		return -1;
+	}
+	return s->ops->scan(s, is, after, now, out, max, err, errlen);
 }
 
 static inline void store_free(struct store *s)

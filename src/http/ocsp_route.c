@@ -13,6 +13,7 @@
 #include "http/http.h"
 #include "http/responder.h"
 #include "ocsp/request.h"
+#include "ocsp/response_parse.h"
 #include "ocsp/response.h"
 #include "ocsp/status.h"
 
@@ -21,6 +22,7 @@ enum job_kind {
 	JOB_REFRESH, /* re-signs a cached answer in the background; no request */
 	JOB_WAIT,    /* waits for another job's fill */
 	JOB_LIVE,    /* signs for this request alone (nonce, several CertIDs, cache full) */
+	JOB_RESIGN,  /* re-signs a changed record's answer for the shared tier; no request */
 };
 
 struct lookup_ctx {
@@ -33,7 +35,8 @@ struct ocsp_job {
 	struct cache_waiter waiter;
 	uv_work_t work;
 	struct responder *r;
-	struct http_worker *worker;
+	struct http_worker *worker; /* NULL for JOB_RESIGN */
+	uv_loop_t *loop;
 	struct http_request *req; /* NULL once the client is gone, and for refreshes */
 	enum job_kind kind;
 	struct cache_fill *fill;
@@ -58,6 +61,15 @@ struct ocsp_job {
 	enum ocsp_resp_status error;
 	uint8_t *der; /* the request, copied: ids and nonce_ext point into it */
 	size_t der_len;
+	uint64_t version; /* of the record signed (one CertID) */
+	/* the shared tier */
+	struct l2_key l2key;
+	bool l2_locked;    /* this instance signs it for every instance */
+	bool l2_write;     /* put what is signed into the shared tier */
+	bool timer_on;
+	uv_timer_t timer;  /* polling for another instance's answer */
+	uint64_t wait_until;
+	unsigned wait_delay;
 };
 
 static void respond_error(struct http_request *req, enum ocsp_resp_status st)
@@ -107,6 +119,7 @@ static struct ocsp_job *job_new(struct responder *r, struct http_request *req,
 	j->r = r;
 	j->req = req;
 	j->worker = w;
+	j->loop = &w->loop;
 	j->kind = kind;
 	j->n = n;
 	for (size_t i = 0; i < n; i++) {
@@ -124,10 +137,22 @@ static struct ocsp_job *job_new(struct responder *r, struct http_request *req,
 	return j;
 }
 
+static void job_timer_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
 static void job_free(struct ocsp_job *j)
 {
 	cache_entry_unref(j->entry);
+	j->entry = NULL;
 	free(j->body);
+	j->body = NULL;
+	if (j->timer_on) {
+		j->timer.data = j;
+		uv_close((uv_handle_t *)&j->timer, job_timer_closed);
+		return;
+	}
 	free(j);
 }
 
@@ -140,6 +165,12 @@ static void job_detach(void *arg)
 /* The end of every job: answer the request if it is still there, then free. */
 static void job_finish(struct ocsp_job *j)
 {
+	if (j->l2_locked) {
+		/* Locked but nothing written (the lookup or signing failed): let the others
+		 * try now rather than when the lock expires. */
+		l2_unlock(j->r->l2, j->loop, &j->l2key);
+		j->l2_locked = false;
+	}
 	struct http_request *req = j->req;
 	if (req != NULL) {
 		if (j->entry != NULL) {
@@ -217,7 +248,9 @@ static void sign_work(uv_work_t *w)
 		j->body = buf_steal(&out, &j->body_len);
 		return;
 	}
-	j->entry = make_entry(out.data, out.len, now, next, now + cfg->validity / 2);
+	j->entry = make_entry(out.data, out.len, now, next,
+	                      responder_refresh_at(j->r, now, next, j->ids[0].serial,
+	                                           j->ids[0].serial_len));
 	buf_free(&out);
 }
 
@@ -230,6 +263,15 @@ static void sign_done(uv_work_t *w, int status)
 		j->error = OCSP_RESP_INTERNAL_ERROR;
 	} else {
 		atomic_fetch_add(&j->r->signed_total, 1);
+	}
+	if (j->entry != NULL && j->l2_write) {
+		const struct cache_entry *e = j->entry;
+		/* The fence for this variant goes when Redis confirms the write. */
+		struct l2_ref ref = {j->iss[0]->id, key_variant(&j->ids[0]), j->ids[0].serial,
+		                     j->ids[0].serial_len};
+		l2_put(j->r->l2, j->loop, &j->l2key, j->version, e->produced_at, e->refresh_at,
+		       e->next_update, e->der, e->der_len, j->l2_locked, &ref);
+		j->l2_locked = false; /* the write released it */
 	}
 	if (j->fill != NULL) {
 		cache_complete(j->r->cache, j->fill, j->entry);
@@ -268,7 +310,7 @@ static void lookups_done(struct ocsp_job *j)
 		return;
 	}
 	j->work.data = j;
-	if (uv_queue_work(&j->worker->loop, &j->work, sign_work, sign_done) != 0) {
+	if (uv_queue_work(j->loop, &j->work, sign_work, sign_done) != 0) {
 		atomic_fetch_sub(&r->signing, 1);
 		j->error = OCSP_RESP_INTERNAL_ERROR;
 		fail_fill(j);
@@ -286,6 +328,7 @@ static void on_lookup(void *arg, enum store_error err, const struct store_record
 		const struct responder_issuer *ri = j->iss[lc->i]->user;
 		if (!ocsp_status_decide(rec, ri->not_issued, &j->singles[lc->i], &j->extended_revoke))
 			j->unauthorized = true;
+		j->version = rec->version;
 	}
 	if (--j->lookups_pending == 0)
 		lookups_done(j);
@@ -299,12 +342,263 @@ static void start_lookups(struct ocsp_job *j)
 		const struct responder_issuer *ri = j->iss[i]->user;
 		const struct ocsp_certid *id = &j->ids[i];
 		struct store_query q = {
-			.loop = &j->worker->loop,
+			.loop = j->loop,
 			.issuer = ri->store_issuer,
 			.serial = id->serial,
 			.serial_len = id->serial_len,
 		};
 		store_lookup(ri->store, &q, on_lookup, &j->lctx[i]);
+	}
+}
+
+/* ---- the shared tier ---- */
+
+/*
+ * An answer read from Redis is served only if it is one revd would have signed for this
+ * CertID now: it parses, answers exactly this CertID, comes from this issuer's signer,
+ * is current (and fresher than the one being refreshed), and is not older than a change
+ * this instance heard of. Anything else is re-signed from the store.
+ */
+static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_t len,
+                                     int64_t now)
+{
+	struct responder *r = j->r;
+	const struct ocsp_issuer *is = j->iss[0];
+	const struct ocsp_certid *id = &j->ids[0];
+	struct l2_value lv;
+	if (!l2_value_decode(v, len, &lv)) {
+		l2_count_reject(r->l2);
+		log_warn("redis: %s holds a value revd did not write; re-signing", j->l2key.s);
+		return NULL;
+	}
+	if (lv.der == NULL)
+		return NULL; /* a tombstone: the record changed and nobody has signed it yet */
+	struct ocsp_parsed_response p;
+	size_t rid_len = 0;
+	const uint8_t *rid = ocsp_signer_responder_id(is->signer, &rid_len);
+	const char *why = NULL;
+	if (ocsp_response_parse(lv.der, lv.der_len, &p) != OCSP_PARSE_OK)
+		why = "does not parse";
+	else if (p.status != OCSP_RESP_SUCCESSFUL || p.n_singles != 1 || p.has_nonce)
+		why = "is not a single pre-signed answer";
+	else if (!ocsp_parsed_matches(&p, id))
+		why = "answers another CertID";
+	else if (p.responder_id_len != rid_len || memcmp(p.responder_id, rid, rid_len) != 0)
+		why = "comes from another responder";
+	else if (p.single.next_update == 0 || p.single.next_update <= now ||
+	         p.single.this_update > now + 300 || lv.refresh_at > p.single.next_update)
+		why = "is not current";
+	else if (r->cfg->redis_verify == CONFIG_VERIFY_SIGNATURE &&
+	         !ocsp_signer_verify(is->signer, p.tbs, p.tbs_len, p.sig, p.sig_len))
+		why = "has a bad signature";
+	if (why != NULL) {
+		l2_count_reject(r->l2);
+		log_warn("redis: the answer at %s %s; re-signing", j->l2key.s, why);
+		return NULL;
+	}
+	unsigned variant = key_variant(id);
+	if (l2_fenced(r->l2, is->id, variant, id->serial, id->serial_len, lv.version,
+	              lv.produced_at, now))
+		return NULL; /* older than a change: the new answer is on its way */
+	if (j->kind == JOB_REFRESH && lv.refresh_at <= now)
+		return NULL; /* as stale as the one being refreshed */
+	l2_fence_release(r->l2, is->id, variant, id->serial, id->serial_len, lv.version);
+	return make_entry(lv.der, lv.der_len, p.produced_at, p.single.next_update, lv.refresh_at);
+}
+
+static void l2_finish_hit(struct ocsp_job *j, struct cache_entry *e)
+{
+	j->entry = e;
+	if (j->fill != NULL) {
+		cache_complete(j->r->cache, j->fill, e);
+		j->fill = NULL;
+	}
+	job_finish(j);
+}
+
+static void on_l2_poll(void *arg, enum l2_result res, const uint8_t *v, size_t len);
+static void on_l2_lock(void *arg, enum l2_lock_result res);
+
+static void on_wait_timer(uv_timer_t *t)
+{
+	struct ocsp_job *j = t->data;
+	l2_get(j->r->l2, j->loop, &j->l2key, on_l2_poll, j);
+}
+
+/* Another instance holds the lock: look again shortly, up to the lock's lifetime. */
+static void l2_wait(struct ocsp_job *j)
+{
+	if (!j->timer_on) {
+		uv_timer_init(j->loop, &j->timer);
+		j->timer_on = true;
+	}
+	j->timer.data = j;
+	uv_timer_start(&j->timer, on_wait_timer, j->wait_delay, 0);
+	j->wait_delay = j->wait_delay * 2 > 50 ? 50 : j->wait_delay * 2;
+}
+
+static void on_l2_poll(void *arg, enum l2_result res, const uint8_t *v, size_t len)
+{
+	struct ocsp_job *j = arg;
+	if (res == L2_OK) {
+		struct cache_entry *e = accept_l2(j, v, len, clock_now());
+		if (e != NULL) {
+			l2_finish_hit(j, e);
+			return;
+		}
+	}
+	if (res != L2_ERROR && uv_now(j->loop) < j->wait_until) {
+		/* Still nothing: the holder may have given up; try for the lock again. */
+		l2_lock(j->r->l2, j->loop, &j->l2key, on_l2_lock, j);
+		return;
+	}
+	/* The other instance did not deliver in time (or Redis is gone): sign here. */
+	start_lookups(j);
+}
+
+/* Holding the lock: another instance may have written the answer between our read and
+ * our lock; read once more before signing. */
+static void on_l2_locked_get(void *arg, enum l2_result res, const uint8_t *v, size_t len)
+{
+	struct ocsp_job *j = arg;
+	if (res == L2_OK) {
+		struct cache_entry *e = accept_l2(j, v, len, clock_now());
+		if (e != NULL) {
+			l2_finish_hit(j, e); /* job_finish releases the lock */
+			return;
+		}
+	}
+	start_lookups(j);
+}
+
+static void on_l2_lock(void *arg, enum l2_lock_result res)
+{
+	struct ocsp_job *j = arg;
+	switch (res) {
+	case L2_LOCKED:
+		j->l2_locked = true;
+		if (j->kind == JOB_RESIGN)
+			start_lookups(j); /* a change: whatever Redis holds is to be replaced */
+		else
+			l2_get(j->r->l2, j->loop, &j->l2key, on_l2_locked_get, j);
+		break;
+	case L2_BUSY:
+		if (j->kind == JOB_RESIGN) {
+			job_finish(j); /* another instance is re-signing it */
+			return;
+		}
+		if (j->wait_delay == 0) {
+			j->wait_until = uv_now(j->loop) + j->r->cfg->redis_lock_ms;
+			j->wait_delay = 2;
+		}
+		l2_wait(j);
+		break;
+	default:
+		if (j->kind == JOB_RESIGN) {
+			job_finish(j);
+			return;
+		}
+		start_lookups(j);
+		break;
+	}
+}
+
+static void on_l2_get(void *arg, enum l2_result res, const uint8_t *v, size_t len)
+{
+	struct ocsp_job *j = arg;
+	if (res == L2_OK) {
+		struct cache_entry *e = accept_l2(j, v, len, clock_now());
+		if (e != NULL) {
+			l2_finish_hit(j, e);
+			return;
+		}
+	}
+	if (res == L2_ERROR) {
+		/* Redis is down or slow: sign here, under the signing budget. */
+		start_lookups(j);
+		return;
+	}
+	l2_lock(j->r->l2, j->loop, &j->l2key, on_l2_lock, j);
+}
+
+static void l2_key_for(struct ocsp_job *j)
+{
+	const struct responder_issuer *ri = j->iss[0]->user;
+	const struct ocsp_certid *id = &j->ids[0];
+	l2_make_key(l2_prefix(j->r->l2), ri->tag, key_variant(id), id->serial, id->serial_len,
+	            &j->l2key);
+}
+
+/* A fill or refresh of one CertID: the shared tier first, then the store and a signature. */
+static void start_fill(struct ocsp_job *j)
+{
+	if (j->r->l2 == NULL) {
+		start_lookups(j);
+		return;
+	}
+	j->l2_write = true;
+	l2_key_for(j);
+	l2_get(j->r->l2, j->loop, &j->l2key, on_l2_get, j);
+}
+
+void responder_resign(struct responder *r, uv_loop_t *loop, const struct ocsp_issuer *is,
+                      const struct store_serial *serial)
+{
+	int64_t now = clock_now();
+	const struct responder_issuer *ri = is->user;
+	for (int h = 0; h < OCSP_HASH_COUNT; h++) {
+		for (int null = 0; null < 2; null++) {
+			struct ocsp_certid id = {
+				.hash = (enum ocsp_hash)h,
+				.hash_params_null = null,
+				.name_hash = is->name_hash[h],
+				.name_hash_len = ocsp_hash_len((enum ocsp_hash)h),
+				.key_hash = is->key_hash[h],
+				.key_hash_len = ocsp_hash_len((enum ocsp_hash)h),
+				.serial = serial->bytes,
+				.serial_len = serial->len,
+			};
+			struct l2_key k;
+			l2_make_key(l2_prefix(r->l2), ri->tag, key_variant(&id), serial->bytes, serial->len,
+			            &k);
+			/* Every instance marks the old answers replaced (a no-op after the first)... */
+			if (serial->version != 0) {
+				struct l2_ref ref = {is->id, key_variant(&id), serial->bytes, serial->len};
+				l2_put(r->l2, loop, &k, serial->version, now, now, now + r->cfg->validity,
+				       NULL, 0, false, &ref);
+			}
+			/* ...and one re-signs those the pre-signer keeps. */
+			if (!null || !(r->cfg->presign_hashes & (1u << h)))
+				continue;
+			struct ocsp_job *j = calloc(1, sizeof(*j) + sizeof(struct ocsp_certid) +
+			                                   sizeof(struct ocsp_single) + sizeof(void *) +
+			                                   sizeof(struct lookup_ctx) + serial->len);
+			if (j == NULL)
+				return;
+			uint8_t *p = (uint8_t *)(j + 1);
+			j->ids = (struct ocsp_certid *)p;
+			p += sizeof(struct ocsp_certid);
+			j->singles = (struct ocsp_single *)p;
+			p += sizeof(struct ocsp_single);
+			j->iss = (const struct ocsp_issuer **)p;
+			p += sizeof(void *);
+			j->lctx = (struct lookup_ctx *)p;
+			p += sizeof(struct lookup_ctx);
+			memcpy(p, serial->bytes, serial->len);
+			id.serial = p;
+			j->ids[0] = id;
+			j->iss[0] = is;
+			j->singles[0].certid = &j->ids[0];
+			j->lctx[0].job = j;
+			j->r = r;
+			j->loop = loop;
+			j->kind = JOB_RESIGN;
+			j->n = 1;
+			j->cacheable = true;
+			j->l2_write = true;
+			j->l2key = k;
+			l2_lock(r->l2, loop, &k, on_l2_lock, j);
+		}
 	}
 }
 
@@ -354,7 +648,7 @@ static void serve_hit(struct http_request *req, struct responder *r, enum cache_
 	if (rj != NULL) {
 		rj->fill = fill;
 		rj->cacheable = true;
-		start_lookups(rj);
+		start_fill(rj);
 	}
 }
 
@@ -429,7 +723,7 @@ static void handle_ocsp(struct http_request *req, const uint8_t *der, size_t len
 	switch (cr) {
 	case CACHE_MISS_FILL:
 		j->fill = fill;
-		start_lookups(j);
+		start_fill(j);
 		break;
 	case CACHE_MISS_WAIT:
 		j->kind = JOB_WAIT;

@@ -8,6 +8,9 @@
 #include "core/pem.h"
 #include "db/index.h"
 #include "db/pg.h"
+#include "core/clock.h"
+#include "core/hash.h"
+#include "http/presign.h"
 #include "ocsp/request.h"
 
 /* The store an issuer reads: one per index file, one PostgreSQL store for all. */
@@ -103,6 +106,15 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 		if (ri->store_issuer == NULL)
 			goto out;
 		ri->not_issued = (enum ocsp_not_issued)policy;
+		/* The CA certificate's SHA-256, shortened: stable across instances and restarts. */
+		uint8_t md[32];
+		unsigned mdlen = 0;
+		if (X509_digest(ca, EVP_sha256(), md, &mdlen) != 1) {
+			snprintf(e, sizeof(e), "cannot hash the CA certificate");
+			goto out;
+		}
+		for (int b = 0; b < 10; b++)
+			snprintf(ri->tag + 2 * b, 3, "%02x", md[b]);
 		is->user = ri;
 		char subject[256];
 		X509_NAME_oneline(X509_get_subject_name(ca), subject, sizeof(subject));
@@ -136,6 +148,8 @@ struct responder *responder_new(const struct config *cfg, char *err, size_t errl
 	for (size_t i = 0; i < cfg->n_issuers; i++)
 		if (add_issuer(r, &cfg->issuers[i], err, errlen) != 0)
 			goto fail;
+	if (cfg->redis_address != NULL && (r->l2 = l2_new(cfg)) == NULL)
+		goto oom;
 	return r;
 oom:
 	snprintf(err, errlen, "out of memory");
@@ -154,10 +168,31 @@ void responder_free(struct responder *r)
 	free(r->stores);
 	free(r->per_issuer);
 	cache_free(r->cache);
+	l2_free(r->l2);
 	free(r);
 }
 
-void responder_invalidate(struct responder *r, struct store *s, const struct store_serial *serial)
+int64_t responder_refresh_at(const struct responder *r, int64_t produced, int64_t next_update,
+                             const uint8_t *serial, size_t serial_len)
+{
+	int64_t validity = next_update - produced;
+	int64_t due = produced + validity / 2;
+	/* Baseline Requirements 4.9.10: with 16 hours or more of validity, a new answer at
+	 * least 8 hours before nextUpdate and at most 4 days after thisUpdate. */
+	if (r->cfg->refresh == CONFIG_REFRESH_CABF && validity >= 16 * 3600) {
+		due = next_update - 8 * 3600;
+		if (due > produced + 4 * 86400)
+			due = produced + 4 * 86400;
+	}
+	int64_t spread = validity / 8;
+	if (spread > 0)
+		due -= (int64_t)(hash_siphash13(hash_process_key(), serial, serial_len) %
+		                 (uint64_t)spread);
+	return due > produced ? due : produced;
+}
+
+void responder_invalidate(struct responder *r, struct store *s, const struct store_serial *serial,
+                          bool resign)
 {
 	size_t n = ocsp_issuers_count(r->issuers);
 	for (size_t i = 0; i < n; i++) {
@@ -174,8 +209,18 @@ void responder_invalidate(struct responder *r, struct store *s, const struct sto
 			k.variant = (uint8_t)v;
 			cache_invalidate(r->cache, &k);
 		}
+		if (r->l2 != NULL) {
+			/* The shared copies: refused here from now on, replaced there by one
+			 * instance. A fill already running cannot bring an old answer back: the L1
+			 * drops fills that straddle an invalidation, and the fence refuses it. */
+			l2_fence(r->l2, is->id, serial->bytes, serial->len, serial->version, clock_now());
+			if (resign && r->watch_loop != NULL)
+				responder_resign(r, r->watch_loop, is, serial);
+		}
 	}
 }
+
+#define RESIGN_BATCH_MAX 1024
 
 static void on_store_change(void *arg, struct store *s, const struct store_serial *serials,
                             size_t n)
@@ -183,11 +228,15 @@ static void on_store_change(void *arg, struct store *s, const struct store_seria
 	struct responder *r = arg;
 	if (serials == NULL) {
 		cache_clear(r->cache);
+		if (r->l2 != NULL)
+			l2_fence_all(r->l2, clock_now());
 		return;
 	}
 	/* The caller may report a serial several times (a notification, then a sweep). */
+	/* A few changes are re-signed at once; a bulk change is left to the pre-signer's
+	 * round (the fences keep old answers from being served meanwhile). */
 	for (size_t i = 0; i < n; i++)
-		responder_invalidate(r, s, &serials[i]);
+		responder_invalidate(r, s, &serials[i], n <= RESIGN_BATCH_MAX);
 }
 
 static bool is_pg(const struct store *s)
@@ -195,8 +244,65 @@ static bool is_pg(const struct store *s)
 	return strcmp(s->ops->kind, "postgres") == 0;
 }
 
+static bool is_pg(const struct store *s);
+
+void responder_loop_start(struct responder *r, uv_loop_t *loop)
+{
+	if (r->l2 != NULL)
+		l2_conn(r->l2, loop);
+	for (size_t i = 0; i < r->n_stores; i++)
+		if (is_pg(r->stores[i]))
+			store_pg_warm(r->stores[i], loop);
+}
+
+/*
+ * Changes heard while Redis was down (or whose tombstones it lost) are written again
+ * once it is back, so that no instance, not even one started later, is served an
+ * answer older than the change.
+ */
+static void on_repair_tick(uv_timer_t *t)
+{
+	struct responder *r = t->data;
+	struct rds *c = l2_conn(r->l2, r->watch_loop);
+	if (c == NULL || !rds_up(c))
+		return;
+	struct l2_unwritten u[256];
+	int64_t now = clock_now();
+	size_t n = l2_fences_unwritten(r->l2, u, 256, now);
+	for (size_t i = 0; i < n; i++) {
+		struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, u[i].issuer);
+		if (is == NULL)
+			continue;
+		const struct responder_issuer *ri = is->user;
+		for (unsigned v = 0; v < L2_VARIANTS; v++) {
+			if (!(u[i].missing & (1u << v)))
+				continue;
+			struct l2_key k;
+			l2_make_key(l2_prefix(r->l2), ri->tag, v, u[i].serial.bytes, u[i].serial.len, &k);
+			struct l2_ref ref = {u[i].issuer, v, u[i].serial.bytes, u[i].serial.len};
+			l2_put(r->l2, r->watch_loop, &k, u[i].version, now, now, now + r->cfg->validity,
+			       NULL, 0, false, &ref);
+		}
+	}
+}
+
 int responder_watch(struct responder *r, uv_loop_t *loop)
 {
+	r->watch_loop = loop;
+	responder_loop_start(r, loop);
+	if (r->l2 != NULL) {
+		r->repair = malloc(sizeof(*r->repair));
+		if (r->repair == NULL)
+			return -1;
+		uv_timer_init(loop, r->repair);
+		r->repair->data = r;
+		uv_timer_start(r->repair, on_repair_tick, 1000, 1000);
+	}
+	if (r->l2 != NULL && r->cfg->presign) {
+		r->presigner = presigner_start(r);
+		if (r->presigner == NULL)
+			return -1;
+	}
 	for (size_t i = 0; i < r->n_stores; i++) {
 		struct store *s = r->stores[i];
 		int rc = is_pg(s) ? store_pg_watch(s, loop, on_store_change, r)
@@ -209,6 +315,15 @@ int responder_watch(struct responder *r, uv_loop_t *loop)
 
 void responder_unwatch(struct responder *r)
 {
+	presigner_stop(r->presigner);
+	r->presigner = NULL;
+	if (r->repair != NULL) {
+		uv_close((uv_handle_t *)r->repair, (uv_close_cb)free);
+		r->repair = NULL;
+	}
+	if (r->l2 != NULL && r->watch_loop != NULL)
+		l2_loop_done(r->l2, r->watch_loop);
+	r->watch_loop = NULL;
 	for (size_t i = 0; i < r->n_stores; i++) {
 		if (is_pg(r->stores[i]))
 			store_pg_unwatch(r->stores[i]);
@@ -234,4 +349,6 @@ void responder_loop_done(struct responder *r, uv_loop_t *loop)
 {
 	for (size_t i = 0; i < r->n_stores; i++)
 		store_loop_done(r->stores[i], loop);
+	if (r->l2 != NULL)
+		l2_loop_done(r->l2, loop);
 }

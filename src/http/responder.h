@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include "cache/l1.h"
+#include "cache/l2.h"
 #include "core/config.h"
 #include "db/store.h"
 #include "ocsp/issuers.h"
@@ -18,6 +19,7 @@ struct responder_issuer {
 	struct store *store; /* borrowed from responder->stores */
 	struct store_issuer *store_issuer;
 	enum ocsp_not_issued not_issued;
+	char tag[24]; /* names the CA certificate in shared-cache keys */
 };
 
 struct responder {
@@ -27,6 +29,10 @@ struct responder {
 	struct store **stores;               /* owned, one per distinct index file */
 	size_t n_stores;
 	struct cache *cache;
+	struct l2 *l2;             /* the shared tier in Redis; NULL without [redis] */
+	uv_loop_t *watch_loop;     /* where changes are handled */
+	uv_timer_t *repair;        /* rewrites tombstones Redis has not confirmed */
+	struct presigner *presigner;
 	_Atomic unsigned signing; /* signing jobs queued or running */
 	_Atomic uint64_t signed_total;
 	_Atomic uint64_t over_budget;
@@ -40,13 +46,32 @@ void responder_free(struct responder *r);
 int responder_watch(struct responder *r, uv_loop_t *loop);
 void responder_unwatch(struct responder *r);
 
+/* A loop that will serve requests is starting: opens its connections ahead of the
+ * first request. On that loop's thread. */
+void responder_loop_start(struct responder *r, uv_loop_t *loop);
+
 /* Every store can answer now (PostgreSQL reached and every issuer matched). */
 bool responder_ready(struct responder *r);
 
 /* A worker loop is stopping: stores close what they keep on it. On that loop's thread. */
 void responder_loop_done(struct responder *r, uv_loop_t *loop);
 
-/* Drops the cached answers for serial under every issuer that reads store s. */
-void responder_invalidate(struct responder *r, struct store *s, const struct store_serial *serial);
+/* When an answer produced at `produced` and valid until next_update is re-signed:
+ * at half its validity, or on the CA/Browser Forum schedule, spread per serial over
+ * the preceding eighth of the validity so that answers signed together do not all
+ * come due together. */
+int64_t responder_refresh_at(const struct responder *r, int64_t produced, int64_t next_update,
+                             const uint8_t *serial, size_t serial_len);
+
+/* A record changed: re-signs the answers the pre-signer keeps for (issuer, serial)
+ * and replaces them in the shared tier (one instance does it); elsewhere in
+ * ocsp_route.c. On loop's thread. */
+void responder_resign(struct responder *r, uv_loop_t *loop, const struct ocsp_issuer *is,
+                      const struct store_serial *serial);
+
+/* Drops the cached answers for serial under every issuer that reads store s; with a
+ * shared tier, also refuses its older copies and (resign) replaces them. */
+void responder_invalidate(struct responder *r, struct store *s, const struct store_serial *serial,
+                          bool resign);
 
 #endif

@@ -304,6 +304,8 @@ void http_worker_post(struct http_worker *w, struct http_mail *m)
 static void worker_main(void *arg)
 {
 	struct http_worker *w = arg;
+	/* Connect to the shared tier before the first request needs it. */
+	responder_loop_start(w->server->responder, &w->loop);
 	uv_run(&w->loop, UV_RUN_DEFAULT);
 }
 
