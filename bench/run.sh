@@ -44,6 +44,8 @@ usage: $PROG [options]
                        more than 10% of a core during it; the least disturbed run is kept
                        (default 2; quick: 0)
   --skip-build         use the existing build-release/revd
+  --revd-config FILE   also pass --config FILE to every revd serve (an INI file read
+                       before the flags, e.g. a [redis] section: bench/redis/ uses it)
   --out DIR            results directory (default bench/results/<date>-<time>)
   --keep               keep the temporary directory (PKIs, logs, callgrind files)
   -h, --help           this text
@@ -53,7 +55,7 @@ EOF
 
 DURATION=10 WARMUP=2 REPS=3 CONNS="16 64" SIGN_CONNS="64" SPEED_SECONDS=5 CG_SECONDS=5
 NONCE_REQS=20000 PARTS="cached,sign,profile" LAYOUTS="split,shared" SERVER_CPU=1 CLIENT_CPU=0
-SKIP_BUILD=0 OUT="" KEEP=0 KEYS="ec,rsa,ed25519" PROFILE_WARMUP=1 SIGN_WARMUP="" IDLE_WAIT=30 RETRIES=2 PERF_LAYOUTS=""
+SKIP_BUILD=0 OUT="" KEEP=0 REVD_CONFIG=() KEYS="ec,rsa,ed25519" PROFILE_WARMUP=1 SIGN_WARMUP="" IDLE_WAIT=30 RETRIES=2 PERF_LAYOUTS=""
 while (($#)); do
     case $1 in
         --quick) DURATION=2 WARMUP=1 REPS=1 CONNS="64" SIGN_CONNS="64" SPEED_SECONDS=1 CG_SECONDS=1
@@ -75,6 +77,7 @@ while (($#)); do
         --server-cpu) SERVER_CPU=$2; shift 2 ;;
         --client-cpu) CLIENT_CPU=$2; shift 2 ;;
         --skip-build) SKIP_BUILD=1; shift ;;
+        --revd-config) REVD_CONFIG=(--config "$(realpath "$2")"); shift 2 ;;
         --out) OUT=$2; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) usage ;;
@@ -157,6 +160,7 @@ free_port() {
     echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "busiest processes at start (%cpu over their lifetime, elapsed, command):"
     ps -eo pcpu=,etime=,comm= --sort=-pcpu | head -4 | sed 's/^/    /'
+    ((${#REVD_CONFIG[@]})) && echo "revd config file (read before the flags): ${REVD_CONFIG[1]}: $(grep -v '^ *\(#\|$\)' "${REVD_CONFIG[1]}" | tr '\n' ' ')"
     echo "options: idle-wait=${IDLE_WAIT}s retries=$RETRIES duration=${DURATION}s warmup=${WARMUP}s reps=$REPS conns=[$CONNS] sign-conns=[$SIGN_CONNS] speed=${SPEED_SECONDS}s layouts=$LAYOUTS split=server:$SERVER_CPU/client:$CLIENT_CPU"
 } | tee "$OUT/machine.txt"
 
@@ -209,7 +213,7 @@ ensure_nonce_reqs() {
 start_revd() {
     local dir=$1 cpus=$2 workers=$3 logf=$4
     shift 4
-    taskset -c "$cpus" "$REVD" serve -index "$dir/index.txt" -CA "$dir/issuing.pem" \
+    taskset -c "$cpus" "$REVD" serve "${REVD_CONFIG[@]}" -index "$dir/index.txt" -CA "$dir/issuing.pem" \
         -rsigner "$dir/ocsp.pem" -rkey "$dir/ocsp.key" --listen 127.0.0.1:0 \
         --workers "$workers" --log-level warn "$@" >"$logf" 2>&1 &
     REVD_PID=$!
@@ -481,8 +485,8 @@ cg_revd() {
     shift 2
     [[ $tag == sign ]] && prefix=$WORK/cg-revd-sign
     taskset -c "$SRV_CPUS" valgrind --tool=callgrind --callgrind-out-file="$prefix.%p" \
-        "$REVD" serve -index "$dir/index.txt" -CA "$dir/issuing.pem" -rsigner "$dir/ocsp.pem" \
-        -rkey "$dir/ocsp.key" --listen 127.0.0.1:0 --workers 1 --log-level warn "$@" \
+        "$REVD" serve "${REVD_CONFIG[@]}" -index "$dir/index.txt" -CA "$dir/issuing.pem" \
+        -rsigner "$dir/ocsp.pem" -rkey "$dir/ocsp.key" --listen 127.0.0.1:0 --workers 1 --log-level warn "$@" \
         >"$WORK/revd-cg-$tag.log" 2>&1 &
     REVD_PID=$!
     PIDS+=("$REVD_PID")
