@@ -1,11 +1,9 @@
 #include "ocsp/response_parse.h"
 
-#include <openssl/asn1.h>
-#include <openssl/err.h>
-#include <openssl/x509.h>
 #include <string.h>
 
 #include "ocsp/der.h"
+#include "ocsp/signer.h"
 
 /* DER of the OIDs revd recognises in responses (contents only). */
 static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
@@ -17,8 +15,8 @@ static const uint8_t oid_nonce[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x
 static const uint8_t oid_ext_revoke[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x09};
 static const uint8_t oid_invalidity[] = {0x55, 0x1d, 0x18};
 
-/* Deepest nesting accepted in the parts revd carries without reading (a Name, the
- * certificates, signature parameters); real ones stay under a dozen. */
+/* Deepest nesting accepted in the parts revd carries without reading their values (a
+ * Name, the certificates, signature parameters); real ones stay under a dozen. */
 #define MAX_DEPTH 32
 /* Most extensions in one Extensions list (each is checked against the others). */
 #define MAX_EXTENSIONS 16
@@ -254,7 +252,7 @@ static bool parse_single(struct der_cursor *list, struct parse_state *ps,
 }
 
 /* Name ::= SEQUENCE OF RelativeDistinguishedName; RDN ::= SET SIZE (1..MAX) OF
- * SEQUENCE { type OID, value ANY }. The values are OpenSSL's to check (see below). */
+ * SEQUENCE { type OID, value ANY }. The values are passed on, not read. */
 static bool parse_name(struct der_cursor *c)
 {
 	struct der_cursor name;
@@ -333,11 +331,12 @@ static bool parse_tbs(struct der_cursor *c, struct parse_state *ps,
 	return der_at_end(&tbs);
 }
 
-/* AlgorithmIdentifier: parameters absent, NULL, or a SEQUENCE (RSASSA-PSS). */
-static bool parse_sigalg(struct der_cursor *c, struct ocsp_parsed_response *out)
+/* A signature AlgorithmIdentifier: parameters absent, NULL, or a SEQUENCE
+ * (RSASSA-PSS). */
+static bool read_sigalg(struct der_cursor *c, struct der_cursor *whole)
 {
-	struct der_cursor alg, whole, oid, params;
-	if (!read_whole(c, DER_SEQUENCE, &alg, &whole) || !read_oid(&alg, &oid))
+	struct der_cursor alg, oid, params;
+	if (!read_whole(c, DER_SEQUENCE, &alg, whole) || !read_oid(&alg, &oid))
 		return false;
 	if (!der_at_end(&alg)) {
 		int tag;
@@ -348,13 +347,65 @@ static bool parse_sigalg(struct der_cursor *c, struct ocsp_parsed_response *out)
 		if (tag != DER_NULL && (tag != DER_SEQUENCE || !tree_valid(params, MAX_DEPTH)))
 			return false;
 	}
-	out->sigalg = whole.p;
-	out->sigalg_len = der_len(&whole);
 	return true;
 }
 
-/* certs [0] EXPLICIT SEQUENCE OF Certificate, each SEQUENCE { tbsCertificate,
- * signatureAlgorithm, signatureValue }; what is inside is OpenSSL's to check. */
+/* A signature BIT STRING: no unused bits (whole octets) and at least one octet. */
+static bool read_signature(struct der_cursor *c, struct der_cursor *sig)
+{
+	struct der_cursor bits;
+	if (!der_read(c, DER_BIT_STRING, &bits) || der_len(&bits) < 2 || bits.p[0] != 0)
+		return false;
+	*sig = der_cursor_init(bits.p + 1, der_len(&bits) - 1);
+	return true;
+}
+
+/*
+ * Certificate (RFC 5280 §4.1): its fields and their tags; what a field holds (names'
+ * values, times, keys, extensions) is not read, only required to be DER TLVs.
+ */
+static bool parse_certificate(struct der_cursor *c)
+{
+	struct der_cursor cert, tbs, field, inner, validity, spki, alg, oid;
+	int tag;
+	if (!der_read(c, DER_SEQUENCE, &cert) || !der_read(&cert, DER_SEQUENCE, &tbs) ||
+	    !read_sigalg(&cert, &field) || !read_signature(&cert, &field) || !der_at_end(&cert))
+		return false;
+	/* version [0] EXPLICIT INTEGER */
+	if (der_peek_tag(&tbs) == DER_CTX_CONS(0) &&
+	    (!der_read(&tbs, DER_CTX_CONS(0), &field) || !der_read_integer(&field, &inner) ||
+	     !der_at_end(&field)))
+		return false;
+	if (!der_read_integer(&tbs, &field) || !read_sigalg(&tbs, &field) || !parse_name(&tbs) ||
+	    !der_read(&tbs, DER_SEQUENCE, &validity) || !parse_name(&tbs) ||
+	    !der_read(&tbs, DER_SEQUENCE, &spki))
+		return false;
+	for (int i = 0; i < 2; i++) {
+		tag = der_peek_tag(&validity); /* UTCTime or GeneralizedTime */
+		if ((tag != 0x17 && tag != DER_GENERALIZED_TIME) || !der_read(&validity, tag, &field))
+			return false;
+	}
+	if (!der_at_end(&validity))
+		return false;
+	/* SubjectPublicKeyInfo: an algorithm, whose parameters may be anything (a curve's
+	 * OID, DSA's SEQUENCE), and the key. */
+	if (!der_read(&spki, DER_SEQUENCE, &alg) || !read_oid(&alg, &oid) ||
+	    (!der_at_end(&alg) && !der_read_any(&alg, &tag, NULL, NULL)) || !der_at_end(&alg) ||
+	    !der_read(&spki, DER_BIT_STRING, &field) || der_len(&field) < 1 || !der_at_end(&spki))
+		return false;
+	/* issuerUniqueID [1], subjectUniqueID [2], extensions [3] EXPLICIT SEQUENCE */
+	if (der_peek_tag(&tbs) == DER_CTX_PRIM(1) && !der_read(&tbs, DER_CTX_PRIM(1), &field))
+		return false;
+	if (der_peek_tag(&tbs) == DER_CTX_PRIM(2) && !der_read(&tbs, DER_CTX_PRIM(2), &field))
+		return false;
+	if (der_peek_tag(&tbs) == DER_CTX_CONS(3) &&
+	    (!der_read(&tbs, DER_CTX_CONS(3), &field) || !der_read(&field, DER_SEQUENCE, &inner) ||
+	     !der_at_end(&field)))
+		return false;
+	return der_at_end(&tbs);
+}
+
+/* certs [0] EXPLICIT SEQUENCE OF Certificate */
 static bool parse_certs(struct der_cursor *c, struct ocsp_parsed_response *out)
 {
 	struct der_cursor tagged, whole, list;
@@ -362,13 +413,9 @@ static bool parse_certs(struct der_cursor *c, struct ocsp_parsed_response *out)
 	    !der_read(&tagged, DER_SEQUENCE, &list) || !der_at_end(&tagged) ||
 	    !tree_valid(list, MAX_DEPTH))
 		return false;
-	while (!der_at_end(&list)) {
-		struct der_cursor cert, part;
-		if (!der_read(&list, DER_SEQUENCE, &cert) || !der_read(&cert, DER_SEQUENCE, &part) ||
-		    !der_read(&cert, DER_SEQUENCE, &part) || !der_read(&cert, DER_BIT_STRING, &part) ||
-		    !der_at_end(&cert))
+	while (!der_at_end(&list))
+		if (!parse_certificate(&list))
 			return false;
-	}
 	out->certs = whole.p;
 	out->certs_len = der_len(&whole);
 	return true;
@@ -379,16 +426,16 @@ static bool parse_certs(struct der_cursor *c, struct ocsp_parsed_response *out)
 static bool parse_basic(struct der_cursor *c, struct parse_state *ps,
                         struct ocsp_parsed_response *out)
 {
-	struct der_cursor basic, bits;
+	struct der_cursor basic, alg, sig;
 	if (!der_read(c, DER_SEQUENCE, &basic) || !der_at_end(c))
 		return false;
-	if (!parse_tbs(&basic, ps, out) || !parse_sigalg(&basic, out))
+	if (!parse_tbs(&basic, ps, out) || !read_sigalg(&basic, &alg) ||
+	    !read_signature(&basic, &sig))
 		return false;
-	/* No unused bits (a signature is whole octets) and at least one octet. */
-	if (!der_read(&basic, DER_BIT_STRING, &bits) || der_len(&bits) < 2 || bits.p[0] != 0)
-		return false;
-	out->sig = bits.p + 1;
-	out->sig_len = der_len(&bits) - 1;
+	out->sigalg = alg.p;
+	out->sigalg_len = der_len(&alg);
+	out->sig = sig.p;
+	out->sig_len = der_len(&sig);
 	if (der_peek_tag(&basic) == DER_CTX_CONS(0) && !parse_certs(&basic, out))
 		return false;
 	return der_at_end(&basic);
@@ -431,51 +478,6 @@ static bool parse_response(const uint8_t *der, size_t len, struct parse_state *p
 	return parse_basic(&octets, ps, out);
 }
 
-/* Does OpenSSL read exactly der[0..len) as an `it`, and write it back the same? */
-static bool openssl_round_trips(const ASN1_ITEM *it, const uint8_t *der, size_t len)
-{
-	const unsigned char *p = der;
-	unsigned char *again = NULL;
-	ASN1_VALUE *v = ASN1_item_d2i(NULL, &p, (long)len, it);
-	bool ok = v != NULL && p == der + len;
-	if (ok) {
-		int n = ASN1_item_i2d(v, &again, it);
-		ok = n > 0 && (size_t)n == len && memcmp(again, der, len) == 0;
-	}
-	OPENSSL_free(again);
-	ASN1_item_free(v, it);
-	ERR_clear_error();
-	return ok;
-}
-
-/*
- * A responder's Name and the certificates are passed on, never read: revd checks their
- * structure, and leaves what is inside (string types, X.509) to OpenSSL, as the request
- * decoder does with the parts of a request it ignores. These are the only allocations.
- */
-static bool openssl_accepts_carried(const struct ocsp_parsed_response *out)
-{
-	struct der_cursor c = der_cursor_init(out->responder_id, out->responder_id_len);
-	struct der_cursor contents, list, whole;
-	int tag;
-	if (!der_read_any(&c, &tag, &contents, NULL))
-		return false;
-	if (tag == DER_CTX_CONS(1) &&
-	    !openssl_round_trips(ASN1_ITEM_rptr(X509_NAME), contents.p, der_len(&contents)))
-		return false;
-	if (out->certs == NULL)
-		return true;
-	c = der_cursor_init(out->certs, out->certs_len);
-	if (!der_read(&c, DER_CTX_CONS(0), &contents) || !der_read(&contents, DER_SEQUENCE, &list))
-		return false;
-	while (!der_at_end(&list)) {
-		if (!der_read_any(&list, &tag, NULL, &whole) ||
-		    !openssl_round_trips(ASN1_ITEM_rptr(X509), whole.p, der_len(&whole)))
-			return false;
-	}
-	return true;
-}
-
 enum ocsp_parse_result ocsp_response_parse(const uint8_t *der, size_t len,
                                            struct ocsp_parsed_response *out)
 {
@@ -486,8 +488,6 @@ enum ocsp_parse_result ocsp_response_parse(const uint8_t *der, size_t len,
 		r = OCSP_PARSE_MALFORMED;
 	else if (ps.unsupported)
 		r = OCSP_PARSE_UNSUPPORTED;
-	else if (out->status == OCSP_RESP_SUCCESSFUL && !openssl_accepts_carried(out))
-		r = OCSP_PARSE_MALFORMED;
 	if (r != OCSP_PARSE_OK)
 		memset(out, 0, sizeof(*out));
 	return r;
@@ -507,4 +507,19 @@ bool ocsp_parsed_matches(const struct ocsp_parsed_response *p, const struct ocsp
 	       same_bytes(a->name_hash, a->name_hash_len, id->name_hash, id->name_hash_len) &&
 	       same_bytes(a->key_hash, a->key_hash_len, id->key_hash, id->key_hash_len) &&
 	       same_bytes(a->serial, a->serial_len, id->serial, id->serial_len);
+}
+
+bool ocsp_parsed_signed_by(const struct ocsp_parsed_response *p, const struct ocsp_signer *s)
+{
+	size_t rid_len, alg_len, certs_len;
+	const uint8_t *rid = ocsp_signer_responder_id(s, &rid_len);
+	const uint8_t *alg = ocsp_signer_sigalg(s, &alg_len);
+	const uint8_t *certs = ocsp_signer_certs(s, &certs_len);
+	return p->status == OCSP_RESP_SUCCESSFUL && p->tbs != NULL &&
+	       same_bytes(p->responder_id, p->responder_id_len, rid, rid_len) &&
+	       same_bytes(p->sigalg, p->sigalg_len, alg, alg_len) &&
+	       (certs == NULL ? p->certs == NULL
+	                      : p->certs != NULL &&
+	                            same_bytes(p->certs, p->certs_len, certs, certs_len)) &&
+	       ocsp_signer_verify(s, p->tbs, p->tbs_len, p->sig, p->sig_len);
 }

@@ -7,6 +7,8 @@
 
 #include "ocsp/ocsp.h"
 
+struct ocsp_signer;
+
 struct ocsp_parsed_single {
 	struct ocsp_certid certid; /* pointers into the input */
 	enum ocsp_cert_status status;
@@ -45,10 +47,14 @@ enum ocsp_parse_result {
 
 /*
  * Decodes der[0..len) into *out. On OCSP_PARSE_OK out's pointers point into der; on
- * anything else *out is cleared and means nothing. The signature is not verified (see
- * ocsp_signer_verify) and no time is compared with the clock: the caller decides what
- * is fresh. A response with an error status has no responseBytes and parses with only
- * status set.
+ * anything else *out is cleared and means nothing. A response with an error status has
+ * no responseBytes and parses with only status set. Allocates nothing.
+ *
+ * Everything revd reads is checked as DER and against RFC 6960. What it only passes on,
+ * a byName ResponderID's attribute values and the certificates' fields, must be DER
+ * TLVs of the right shape but is not interpreted (OpenSSL's X.509 decoding costs
+ * hundreds of times this parse): ocsp_parsed_signed_by vouches for those. The signature is
+ * not verified and no time is compared with the clock: the caller decides what is fresh.
  */
 enum ocsp_parse_result ocsp_response_parse(const uint8_t *der, size_t len,
                                            struct ocsp_parsed_response *out);
@@ -60,5 +66,12 @@ const char *ocsp_parse_result_str(enum ocsp_parse_result r);
  * (one revd knows), parameters form (NULL or absent), both hashes and serial.
  */
 bool ocsp_parsed_matches(const struct ocsp_parsed_response *p, const struct ocsp_certid *id);
+
+/*
+ * True when p (parsed OK and successful) is as s would have made it: the ResponderID,
+ * signatureAlgorithm and certs byte for byte those s writes, and a signature over tbs
+ * that verifies with s's key (ocsp_signer_verify).
+ */
+bool ocsp_parsed_signed_by(const struct ocsp_parsed_response *p, const struct ocsp_signer *s);
 
 #endif

@@ -3,6 +3,11 @@
  * OCSPResponse to d2i_OCSP_RESPONSE, and its BasicOCSPResponse to d2i_OCSP_BASICRESP,
  * both re-encoding (i2d) to exactly the input bytes (revd accepts only DER), with the
  * same status, times, first CertID, extensions, signature and certificates.
+ *
+ * revd does not interpret what it only carries (a byName ResponderID's attribute
+ * values, the certificates' fields; see response_parse.h). So: the response with those
+ * parts taken out must pass both ways as above, always; the response as it is must too,
+ * unless OpenSSL refuses one of those parts on its own.
  */
 #define _GNU_SOURCE /* timegm */
 #include <openssl/err.h>
@@ -205,22 +210,149 @@ static void check_basic(OCSP_BASICRESP *bs, const struct ocsp_parsed_response *p
 	FUZZ_CHECK((xi >= 0) == p->extended_revoke, "extended revoke to one only");
 }
 
-/* Does OpenSSL read exactly data[0..size) as an `it`, and write it back the same? */
-static void *openssl_round_trip(const ASN1_ITEM *it, const uint8_t *data, size_t size,
-                                const char *what)
+/* OpenSSL's reading of exactly data[0..size) as an `it`, or NULL if it refuses. What it
+ * reads must re-encode (i2d) to the same bytes. */
+static void *openssl_read(const ASN1_ITEM *it, const uint8_t *data, size_t size,
+                          const char *what)
 {
 	const unsigned char *q = data;
 	ASN1_VALUE *v = ASN1_item_d2i(NULL, &q, (long)size, it);
-	FUZZ_CHECK(v != NULL, "revd accepted a %s of %zu bytes that OpenSSL does not parse", what,
-	           size);
-	FUZZ_CHECK(q == data + size, "OpenSSL reads %zu of %zu bytes of the %s",
-	           (size_t)(q - data), size, what);
+	if (v == NULL || q != data + size) {
+		ASN1_item_free(v, it);
+		ERR_clear_error();
+		return NULL;
+	}
 	unsigned char *again = NULL;
 	int n = ASN1_item_i2d(v, &again, it);
 	FUZZ_CHECK(n > 0 && same(again, (size_t)n, data, size),
 	           "OpenSSL re-encodes the %s differently (not DER)", what);
 	OPENSSL_free(again);
 	return v;
+}
+
+static void *openssl_must_read(const ASN1_ITEM *it, const uint8_t *data, size_t size,
+                               const char *what)
+{
+	void *v = openssl_read(it, data, size, what);
+	FUZZ_CHECK(v != NULL, "revd accepted a %s of %zu bytes that OpenSSL does not read", what,
+	           size);
+	return v;
+}
+
+/* The length of the TLV at p (a complete DER element). */
+static size_t tlv_len(const uint8_t *p)
+{
+	size_t len;
+	return (size_t)(header(p, &len) - p) + len;
+}
+
+/* Does OpenSSL refuse, on its own, one of the parts revd carries without reading them? */
+static bool openssl_refuses_carried(const struct ocsp_parsed_response *p)
+{
+	size_t len;
+	bool refused = false;
+	if (p->responder_id[0] == 0xa1) {
+		const uint8_t *name = header(p->responder_id, &len);
+		X509_NAME *n = openssl_read(ASN1_ITEM_rptr(X509_NAME), name, len, "Name");
+		refused = n == NULL;
+		X509_NAME_free(n);
+	}
+	if (p->certs != NULL) {
+		const uint8_t *list = header(p->certs, &len);
+		const uint8_t *c = header(list, &len), *end = c + len;
+		for (; !refused && c < end; c += tlv_len(c)) {
+			X509 *x = openssl_read(ASN1_ITEM_rptr(X509), c, tlv_len(c), "Certificate");
+			refused = x == NULL;
+			X509_free(x);
+		}
+	}
+	return refused;
+}
+
+static size_t hdr_len(size_t n)
+{
+	return n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
+}
+
+static uint8_t *put(uint8_t *o, int tag, size_t n)
+{
+	size_t hl = hdr_len(n);
+	o[0] = (uint8_t)tag;
+	if (hl == 2) {
+		o[1] = (uint8_t)n;
+	} else {
+		o[1] = (uint8_t)(0x80 | (hl - 2));
+		for (size_t i = hl - 1; i >= 2; i--, n >>= 8)
+			o[i] = (uint8_t)n;
+	}
+	return o + hl;
+}
+
+static uint8_t *put_bytes(uint8_t *o, const void *p, size_t n)
+{
+	memcpy(o, p, n);
+	return o + n;
+}
+
+/*
+ * p's response without the parts revd carries unread: no certs, and a byName
+ * ResponderID replaced by a byKey one. A malloc'd OCSPResponse; its length to *len.
+ */
+static uint8_t *stripped(const struct ocsp_parsed_response *p, size_t *len)
+{
+	static const uint8_t by_key[24] = {0xa2, 0x16, 0x04, 0x14};
+	static const uint8_t basic_oid[] = {0x06, 0x09, 0x2b, 0x06, 0x01, 0x05,
+	                                    0x05, 0x07, 0x30, 0x01, 0x01};
+	size_t tlen;
+	const uint8_t *tc = header(p->tbs, &tlen);
+	const uint8_t *rid_end = p->responder_id + p->responder_id_len;
+	const uint8_t *rid = p->responder_id[0] == 0xa1 ? by_key : p->responder_id;
+	size_t rid_len = p->responder_id[0] == 0xa1 ? sizeof(by_key) : p->responder_id_len;
+	size_t before = (size_t)(p->responder_id - tc), after = (size_t)(tc + tlen - rid_end);
+	size_t tbs_c = before + rid_len + after;
+	size_t basic_c = hdr_len(tbs_c) + tbs_c + p->sigalg_len + hdr_len(1 + p->sig_len) + 1 +
+	                 p->sig_len;
+	size_t octets = hdr_len(basic_c) + basic_c;
+	size_t bytes_c = sizeof(basic_oid) + hdr_len(octets) + octets;
+	size_t tagged = hdr_len(bytes_c) + bytes_c;
+	size_t resp_c = 3 + hdr_len(tagged) + tagged;
+	*len = hdr_len(resp_c) + resp_c;
+	uint8_t *out = malloc(*len), *o = out;
+	FUZZ_CHECK(out != NULL, "malloc");
+	o = put(o, 0x30, resp_c);
+	o = put_bytes(o, "\x0a\x01\x00", 3);
+	o = put(o, 0xa0, tagged);
+	o = put(o, 0x30, bytes_c);
+	o = put_bytes(o, basic_oid, sizeof(basic_oid));
+	o = put(o, 0x04, octets);
+	o = put(o, 0x30, basic_c);
+	o = put(o, 0x30, tbs_c);
+	o = put_bytes(o, tc, before);
+	o = put_bytes(o, rid, rid_len);
+	o = put_bytes(o, rid_end, after);
+	o = put_bytes(o, p->sigalg, p->sigalg_len);
+	o = put(o, 0x03, 1 + p->sig_len);
+	*o++ = 0;
+	o = put_bytes(o, p->sig, p->sig_len);
+	FUZZ_CHECK(o == out + *len, "stripped response length");
+	return out;
+}
+
+/* revd's reading of a successful response against OpenSSL's; false if OpenSSL refuses
+ * the BasicOCSPResponse. */
+static bool compare_successful(const uint8_t *data, size_t size,
+                               const struct ocsp_parsed_response *p)
+{
+	size_t blen;
+	const uint8_t *b = basic_bytes(data, &blen);
+	FUZZ_CHECK(b + blen == data + size && p->tbs > b, "BasicOCSPResponse bounds");
+	OCSP_BASICRESP *bs =
+		openssl_read(ASN1_ITEM_rptr(OCSP_BASICRESP), b, blen, "BasicOCSPResponse");
+	if (bs == NULL)
+		return false;
+	check_basic(bs, p);
+	OCSP_BASICRESP_free(bs);
+	return true;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -238,23 +370,31 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_revd_invariants(&p, data, size);
 
 	OCSP_RESPONSE *resp =
-		openssl_round_trip(ASN1_ITEM_rptr(OCSP_RESPONSE), data, size, "OCSPResponse");
+		openssl_must_read(ASN1_ITEM_rptr(OCSP_RESPONSE), data, size, "OCSPResponse");
 	FUZZ_CHECK(OCSP_response_status(resp) == (int)p.status, "status %d vs %d",
 	           OCSP_response_status(resp), (int)p.status);
-	if (p.status == OCSP_RESP_SUCCESSFUL) {
-		size_t blen;
-		const uint8_t *b = basic_bytes(data, &blen);
-		FUZZ_CHECK(b + blen == data + size && p.tbs > b, "BasicOCSPResponse bounds");
-		OCSP_BASICRESP *bs = openssl_round_trip(ASN1_ITEM_rptr(OCSP_BASICRESP), b, blen,
-		                                        "BasicOCSPResponse");
-		check_basic(bs, &p);
-		OCSP_BASICRESP_free(bs);
-		/* OpenSSL's own way in agrees too. */
-		bs = OCSP_response_get1_basic(resp);
-		FUZZ_CHECK(bs != NULL, "OCSP_response_get1_basic");
-		OCSP_BASICRESP_free(bs);
-	}
 	OCSP_RESPONSE_free(resp);
+	if (p.status != OCSP_RESP_SUCCESSFUL)
+		return 0;
+
+	/* Without the carried parts: revd and OpenSSL both accept it, and agree. */
+	size_t slen;
+	uint8_t *s = stripped(&p, &slen);
+	struct ocsp_parsed_response sp;
+	FUZZ_CHECK(ocsp_response_parse(s, slen, &sp) == OCSP_PARSE_OK,
+	           "revd refuses the response without its carried parts");
+	FUZZ_CHECK(sp.certs == NULL && sp.responder_id[0] == 0xa2, "stripped");
+	resp = openssl_must_read(ASN1_ITEM_rptr(OCSP_RESPONSE), s, slen, "stripped OCSPResponse");
+	OCSP_RESPONSE_free(resp);
+	FUZZ_CHECK(compare_successful(s, slen, &sp),
+	           "revd accepted a BasicOCSPResponse that OpenSSL does not read, even without "
+	           "the certificates and Name");
+	free(s);
+
+	/* As it is: the same, unless OpenSSL refuses a carried part on its own. */
+	if (!compare_successful(data, size, &p))
+		FUZZ_CHECK(openssl_refuses_carried(&p),
+		           "revd accepted a BasicOCSPResponse that OpenSSL does not read");
 	ERR_clear_error();
 	return 0;
 }

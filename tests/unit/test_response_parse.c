@@ -138,6 +138,7 @@ static void assert_signed_by(const struct ocsp_parsed_response *p,
 	else
 		assert_bytes(p->certs, p->certs_len, b, n);
 	assert_true(ocsp_signer_verify(sg, p->tbs, p->tbs_len, p->sig, p->sig_len));
+	assert_true(ocsp_parsed_signed_by(p, sg));
 }
 
 /* OpenSSL's view of the same response: tbsResponseData and signature bytes agree. */
@@ -327,6 +328,30 @@ static void test_key_types_and_verify(void **state)
 			assert_false(ocsp_signer_verify(sg, p.tbs, p.tbs_len, p.sig, 0));
 			/* Another key: the CA's. */
 			assert_false(ocsp_signer_verify(ca_signer, p.tbs, p.tbs_len, p.sig, p.sig_len));
+			assert_false(ocsp_parsed_signed_by(&p, ca_signer));
+			assert_false(ocsp_parsed_signed_by(&p, resp_signer));
+			/* The same key and certificate, the other ResponderID and certs choice. */
+			struct ocsp_signer *twin = ocsp_signer_new(
+				cert, key, NULL, form == 0, form ? OCSP_RID_BY_KEY : OCSP_RID_BY_NAME, err,
+				sizeof(err));
+			assert_non_null(twin);
+			assert_true(ocsp_signer_verify(twin, p.tbs, p.tbs_len, p.sig, p.sig_len));
+			assert_false(ocsp_parsed_signed_by(&p, twin));
+			ocsp_signer_free(twin);
+			/* The same, but for the certs choice alone. */
+			twin = ocsp_signer_new(cert, key, NULL, form == 0,
+			                       form ? OCSP_RID_BY_NAME : OCSP_RID_BY_KEY, err,
+			                       sizeof(err));
+			assert_non_null(twin);
+			assert_false(ocsp_parsed_signed_by(&p, twin));
+			ocsp_signer_free(twin);
+			/* And for the ResponderID alone. */
+			twin = ocsp_signer_new(cert, key, NULL, form == 1,
+			                       form ? OCSP_RID_BY_KEY : OCSP_RID_BY_NAME, err,
+			                       sizeof(err));
+			assert_non_null(twin);
+			assert_false(ocsp_parsed_signed_by(&p, twin));
+			ocsp_signer_free(twin);
 			assert_int_equal(ERR_peek_error(), 0);
 			free(tbs);
 			free(sig);
@@ -456,6 +481,7 @@ static void test_matches(void **state)
 	const uint8_t *err = ocsp_response_error(OCSP_RESP_TRY_LATER, &elen);
 	assert_int_equal(ocsp_response_parse(err, elen, &q), OCSP_PARSE_OK);
 	assert_false(ocsp_parsed_matches(&q, id));
+	assert_false(ocsp_parsed_signed_by(&q, ca_signer));
 	free(der);
 	free(ids.der);
 }
@@ -503,7 +529,7 @@ static void test_error_responses(void **state)
 /* ---- every cut, and bytes after the end ---- */
 
 /* The builder's answers of several shapes; returns how many were written to der[]. */
-static size_t sample_responses(uint8_t *der[4], size_t len[4], struct ids *ids)
+static size_t sample_responses(uint8_t *der[3], size_t len[3], struct ids *ids)
 {
 	static const uint64_t serials[] = {TESTPKI_LEAF_SERIAL, 0x80};
 	make_ids(ids, EVP_sha1(), serials, 2, 16);
@@ -533,8 +559,8 @@ static size_t sample_responses(uint8_t *der[4], size_t len[4], struct ids *ids)
 static void test_truncated_and_trailing(void **state)
 {
 	(void)state;
-	uint8_t *der[4];
-	size_t len[4];
+	uint8_t *der[3];
+	size_t len[3];
 	struct ids ids;
 	size_t n = sample_responses(der, len, &ids);
 	for (size_t i = 0; i < n; i++) {
@@ -571,13 +597,12 @@ static void test_truncated_and_trailing(void **state)
 	free(ids.der);
 }
 
-/* revd's own code allocates nothing while parsing (OpenSSL's checks of a Name and of
- * certificates allocate in libcrypto, which these wrappers do not see). */
+/* Parsing allocates nothing, for any shape of response. */
 static void test_no_allocation(void **state)
 {
 	(void)state;
-	uint8_t *der[4];
-	size_t len[4];
+	uint8_t *der[3];
+	size_t len[3];
 	struct ids ids;
 	size_t n = sample_responses(der, len, &ids);
 	for (size_t i = 0; i < n; i++) {
@@ -788,6 +813,9 @@ static uint8_t *tree_der(const struct tlv *root, size_t *len)
 	return out;
 }
 
+/* The bytes the last expect() parsed: *p points into them until the next call. */
+static uint8_t *expected;
+
 /* Writes the altered tree out, parses it into *p and frees the tree. */
 static void expect(struct tlv *root, enum ocsp_parse_result want, const char *what,
                    struct ocsp_parsed_response *p)
@@ -796,7 +824,8 @@ static void expect(struct tlv *root, enum ocsp_parse_result want, const char *wh
 	uint8_t *der = tree_der(root, &len);
 	tlv_free(root);
 	/* An exact-size copy, so that any read past the end is caught. */
-	uint8_t *copy = malloc(len);
+	free(expected);
+	uint8_t *copy = expected = malloc(len);
 	assert_non_null(copy);
 	memcpy(copy, der, len);
 	free(der);
@@ -809,7 +838,6 @@ static void expect(struct tlv *root, enum ocsp_parse_result want, const char *wh
 		static const struct ocsp_parsed_response zero;
 		assert_memory_equal(p, &zero, sizeof(zero));
 	}
-	free(copy);
 }
 
 /* Two bases: byKey with no extensions; byName with certs, single and response
@@ -817,8 +845,8 @@ static void expect(struct tlv *root, enum ocsp_parse_result want, const char *wh
 static void test_altered(void **state)
 {
 	(void)state;
-	uint8_t *der[4];
-	size_t len[4];
+	uint8_t *der[3];
+	size_t len[3];
 	struct ids ids;
 	sample_responses(der, len, &ids);
 	const uint8_t *kd = der[0], *fd = der[1];
@@ -827,8 +855,10 @@ static void test_altered(void **state)
 	struct tlv *t;
 
 	expect(tree_of(kd, kl), OCSP_PARSE_OK, "unchanged byKey", &p);
+	assert_true(ocsp_parsed_signed_by(&p, ca_signer));
 	expect(tree_of(fd, fl), OCSP_PARSE_OK, "unchanged byName", &p);
 	assert_true(p.has_nonce && p.extended_revoke && p.certs != NULL);
+	assert_true(ocsp_parsed_signed_by(&p, resp_signer));
 
 	/* -- outer layers -- */
 	t = tree_of(kd, kl);
@@ -870,6 +900,7 @@ static void test_altered(void **state)
 	t = tree_of(kd, kl);
 	tlv_insert(AT(t, P_BASIC, 1), 1, RAW(0x05, 0x00));
 	expect(t, OCSP_PARSE_OK, "signatureAlgorithm with NULL parameters", &p);
+	assert_false(ocsp_parsed_signed_by(&p, ca_signer)); /* not the signer's encoding */
 	t = tree_of(kd, kl);
 	tlv_insert(AT(t, P_BASIC, 1), 1, RAW(0x30, 0x03, 0x02, 0x01, 0x20));
 	expect(t, OCSP_PARSE_OK, "signatureAlgorithm with SEQUENCE parameters", &p);
@@ -883,8 +914,8 @@ static void test_altered(void **state)
 	/* -- certs -- */
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_BASIC, 3, 0), 1,
-	           RAW(0x30, 0x09, 0x30, 0x00, 0x30, 0x03, 0x06, 0x01, 0x2a, 0x03, 0x00));
-	expect(t, OCSP_PARSE_MALFORMED, "a certificate OpenSSL cannot read", &p);
+	           RAW(0x30, 0x0a, 0x30, 0x00, 0x30, 0x03, 0x06, 0x01, 0x2a, 0x03, 0x01, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "a certificate without fields", &p);
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_BASIC, 3, 0), 1, RAW(0x30, 0x00));
 	expect(t, OCSP_PARSE_MALFORMED, "an empty certificate", &p);
@@ -894,17 +925,87 @@ static void test_altered(void **state)
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 0), 0, RAW(0x00, 0x00));
 	expect(t, OCSP_PARSE_MALFORMED, "end-of-contents in a certificate", &p);
+	/* A certificate's fields: each removed or replaced in turn. */
+	static const struct {
+		int field; /* index in TBSCertificate; -1: in Certificate */
+		int remove_or_tag;
+		const char *what;
+	} cert_cases[] = {
+		{1, -1, "no serialNumber"},       {2, -1, "no signature algorithm"},
+		{3, -1, "no issuer"},             {4, -1, "no validity"},
+		{6, -1, "no subjectPublicKeyInfo"}, {7, -1, "no room after extensions"},
+		{1, 0x04, "serial as OCTET STRING"}, {4, 0x31, "validity as SET"},
+		{0, 0xa1, "version [1]"},         {7, 0xa4, "extensions [4]"},
+	};
+	for (size_t i = 0; i < sizeof(cert_cases) / sizeof(cert_cases[0]); i++) {
+		t = tree_of(fd, fl);
+		struct tlv *tbsc = AT(t, P_BASIC, 3, 0, 0, 0);
+		assert_int_equal(tbsc->n, 8); /* testpki's certificates are v3 with extensions */
+		if (i == 5)
+			tlv_insert(tbsc, 8, RAW(0x05, 0x00));
+		else if (cert_cases[i].remove_or_tag < 0)
+			tlv_remove(tbsc, (size_t)cert_cases[i].field);
+		else
+			tbsc->kid[cert_cases[i].field]->tag = cert_cases[i].remove_or_tag;
+		expect(t, OCSP_PARSE_MALFORMED, cert_cases[i].what, &p);
+	}
+	t = tree_of(fd, fl);
+	tlv_replace(AT(t, P_BASIC, 3, 0, 0, 0, 0), 0, RAW(0x05, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "a certificate version that is not an INTEGER", &p);
+	t = tree_of(fd, fl);
+	AT(t, P_BASIC, 3, 0, 0, 0, 4, 0)->tag = 0x02;
+	expect(t, OCSP_PARSE_MALFORMED, "notBefore as INTEGER", &p);
+	t = tree_of(fd, fl);
+	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 0, 4), 2, RAW(0x05, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "a third time in validity", &p);
+	t = tree_of(fd, fl);
+	tlv_remove(AT(t, P_BASIC, 3, 0, 0, 0, 6), 1);
+	expect(t, OCSP_PARSE_MALFORMED, "a key info without key", &p);
+	t = tree_of(fd, fl);
+	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 0, 7), 1, RAW(0x05, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "trailing element in extensions [3]", &p);
+	t = tree_of(fd, fl);
+	AT(t, P_BASIC, 3, 0, 0, 2)->data = (const uint8_t[]){0x04, 0xf0};
+	AT(t, P_BASIC, 3, 0, 0, 2)->len = 2;
+	expect(t, OCSP_PARSE_MALFORMED, "a certificate signature with unused bits", &p);
+	t = tree_of(fd, fl);
+	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 1), 1, RAW(0x02, 0x01, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "a certificate signature algorithm with INTEGER parameters",
+	       &p);
+	t = tree_of(fd, fl);
+	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 0, 3), 0, RAW(0x31, 0x00));
+	expect(t, OCSP_PARSE_MALFORMED, "an empty RDN in the issuer", &p);
+	/* Values inside a certificate are carried, not read: a subject CN that is not UTF-8
+	 * passes the parse, and ocsp_parsed_signed_by does not vouch for it. */
+	t = tree_of(fd, fl);
+	tlv_insert(AT(t, P_BASIC, 3, 0, 0, 0, 5), 0,
+	           RAW(0x31, 0x0a, 0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x01, 0xff));
+	expect(t, OCSP_PARSE_OK, "a subject CN that is not UTF-8", &p);
+	assert_true(ocsp_signer_verify(resp_signer, p.tbs, p.tbs_len, p.sig, p.sig_len));
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer));
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_BASIC, 3, 0), 1, tlv_clone(AT(t, P_BASIC, 3, 0, 0)));
 	expect(t, OCSP_PARSE_OK, "the certificate twice", &p);
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer));
 	t = tree_of(fd, fl);
 	tlv_clear(AT(t, P_BASIC, 3, 0));
 	expect(t, OCSP_PARSE_OK, "an empty certs list", &p);
 	assert_non_null(p.certs);
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer));
+	t = tree_of(kd, kl);
+	{
+		struct tlv *other = tree_of(fd, fl);
+		tlv_insert(AT(t, P_BASIC), 3, tlv_clone(AT(other, P_BASIC, 3)));
+		tlv_free(other);
+	}
+	expect(t, OCSP_PARSE_OK, "certs the signer does not send", &p);
+	assert_true(ocsp_signer_verify(ca_signer, p.tbs, p.tbs_len, p.sig, p.sig_len));
+	assert_false(ocsp_parsed_signed_by(&p, ca_signer));
 	t = tree_of(fd, fl);
 	tlv_remove(AT(t, P_BASIC), 3);
 	expect(t, OCSP_PARSE_OK, "no certs", &p);
 	assert_null(p.certs);
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer));
 
 	/* -- ResponseData -- */
 	t = tree_of(kd, kl);
@@ -935,7 +1036,8 @@ static void test_altered(void **state)
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_TBS, 0, 0), 0,
 	           RAW(0x31, 0x0a, 0x30, 0x08, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x01, 0xff));
-	expect(t, OCSP_PARSE_MALFORMED, "a Name with a UTF8String that is not UTF-8", &p);
+	expect(t, OCSP_PARSE_OK, "a Name with a UTF8String that is not UTF-8", &p);
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer));
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_TBS, 0, 0), 0, RAW(0x31, 0x04, 0x30, 0x02, 0x05, 0x00));
 	expect(t, OCSP_PARSE_MALFORMED, "a Name attribute without type", &p);
@@ -978,6 +1080,7 @@ static void test_altered(void **state)
 	tlv_insert(AT(t, P_TBS, 3, 0), 1,
 	           RAW(0x30, 0x08, 0x06, 0x03, 0x2a, 0x03, 0x04, 0x04, 0x01, 0x00));
 	expect(t, OCSP_PARSE_OK, "an unknown response extension", &p);
+	assert_false(ocsp_parsed_signed_by(&p, resp_signer)); /* what was signed changed */
 	t = tree_of(fd, fl);
 	tlv_insert(AT(t, P_TBS, 3, 0), 1,
 	           RAW(0x30, 0x0b, 0x06, 0x03, 0x2a, 0x03, 0x04, 0x01, 0x01, 0x00, 0x04, 0x01, 0x00));
@@ -1156,6 +1259,8 @@ static void test_altered(void **state)
 	                                    '1', '1', '1', '4', '2', '2', '1', '3', '2', '0', 'Z'));
 	expect(t, OCSP_PARSE_MALFORMED, "a constructed GeneralizedTime", &p);
 
+	free(expected);
+	expected = NULL;
 	for (int i = 0; i < 3; i++)
 		free(der[i]);
 	free(ids.der);
