@@ -374,8 +374,10 @@ static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_
 	if (lv.der == NULL)
 		return NULL; /* a tombstone: the record changed and nobody has signed it yet */
 	struct ocsp_parsed_response p;
-	size_t rid_len = 0;
+	size_t rid_len = 0, alg_len = 0, certs_len = 0;
 	const uint8_t *rid = ocsp_signer_responder_id(is->signer, &rid_len);
+	const uint8_t *alg = ocsp_signer_sigalg(is->signer, &alg_len);
+	const uint8_t *certs = ocsp_signer_certs(is->signer, &certs_len);
 	const char *why = NULL;
 	if (ocsp_response_parse(lv.der, lv.der_len, &p) != OCSP_PARSE_OK)
 		why = "does not parse";
@@ -385,11 +387,17 @@ static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_
 		why = "answers another CertID";
 	else if (p.responder_id_len != rid_len || memcmp(p.responder_id, rid, rid_len) != 0)
 		why = "comes from another responder";
+	/* What is passed on without being interpreted must be exactly what revd writes. */
+	else if (p.sigalg_len != alg_len || memcmp(p.sigalg, alg, alg_len) != 0 ||
+	         (certs == NULL ? p.certs != NULL
+	                        : p.certs == NULL || p.certs_len != certs_len ||
+	                                  memcmp(p.certs, certs, certs_len) != 0))
+		why = "is not signed the way this responder signs";
 	else if (p.single.next_update == 0 || p.single.next_update <= now ||
 	         p.single.this_update > now + 300 || lv.refresh_at > p.single.next_update)
 		why = "is not current";
 	else if (r->cfg->redis_verify == CONFIG_VERIFY_SIGNATURE &&
-	         !ocsp_signer_verify(is->signer, p.tbs, p.tbs_len, p.sig, p.sig_len))
+	         !ocsp_parsed_signed_by(&p, is->signer))
 		why = "has a bad signature";
 	if (why != NULL) {
 		l2_count_reject(r->l2);
