@@ -26,6 +26,9 @@
 
 #define L2_HDR_LEN 50
 #define L2_KEY_MAX 200
+/* Longest value read back (GETRANGE): revd's answers are a few kilobytes; anything
+ * longer is not one of them, arrives cut, fails to parse and is re-signed. */
+#define L2_VALUE_MAX_STR "65535"
 
 struct l2_value {
 	uint64_t version;

@@ -79,15 +79,10 @@ static void respond_error(struct http_request *req, enum ocsp_resp_status st)
 	http_respond_ocsp(req, (uint8_t *)body, len, false, 0, false);
 }
 
-static uint8_t key_variant(const struct ocsp_certid *id)
-{
-	return (uint8_t)(id->hash * 2 + (id->hash_params_null ? 1 : 0));
-}
-
 static void make_key(struct cache_key *k, const struct ocsp_issuer *is, const struct ocsp_certid *id)
 {
 	k->issuer = (uint16_t)is->id;
-	k->variant = key_variant(id);
+	k->variant = (uint8_t)ocsp_certid_variant(id);
 	k->serial_len = (uint8_t)id->serial_len;
 	memcpy(k->serial, id->serial, id->serial_len);
 }
@@ -267,7 +262,7 @@ static void sign_done(uv_work_t *w, int status)
 	if (j->entry != NULL && j->l2_write) {
 		const struct cache_entry *e = j->entry;
 		/* The fence for this variant goes when Redis confirms the write. */
-		struct l2_ref ref = {j->iss[0]->id, key_variant(&j->ids[0]), j->ids[0].serial,
+		struct l2_ref ref = {j->iss[0]->id, ocsp_certid_variant(&j->ids[0]), j->ids[0].serial,
 		                     j->ids[0].serial_len};
 		l2_put(j->r->l2, j->loop, &j->l2key, j->version, e->produced_at, e->refresh_at,
 		       e->next_update, e->der, e->der_len, j->l2_locked, &ref);
@@ -404,7 +399,7 @@ static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_
 		log_warn("redis: the answer at %s %s; re-signing", j->l2key.s, why);
 		return NULL;
 	}
-	unsigned variant = key_variant(id);
+	unsigned variant = ocsp_certid_variant(id);
 	if (l2_fenced(r->l2, is->id, variant, id->serial, id->serial_len, lv.version,
 	              lv.produced_at, now))
 		return NULL; /* older than a change: the new answer is on its way */
@@ -533,7 +528,7 @@ static void l2_key_for(struct ocsp_job *j)
 {
 	const struct responder_issuer *ri = j->iss[0]->user;
 	const struct ocsp_certid *id = &j->ids[0];
-	l2_make_key(l2_prefix(j->r->l2), ri->tag, key_variant(id), id->serial, id->serial_len,
+	l2_make_key(l2_prefix(j->r->l2), ri->tag, ocsp_certid_variant(id), id->serial, id->serial_len,
 	            &j->l2key);
 }
 
@@ -556,22 +551,14 @@ void responder_resign(struct responder *r, uv_loop_t *loop, const struct ocsp_is
 	const struct responder_issuer *ri = is->user;
 	for (int h = 0; h < OCSP_HASH_COUNT; h++) {
 		for (int null = 0; null < 2; null++) {
-			struct ocsp_certid id = {
-				.hash = (enum ocsp_hash)h,
-				.hash_params_null = null,
-				.name_hash = is->name_hash[h],
-				.name_hash_len = ocsp_hash_len((enum ocsp_hash)h),
-				.key_hash = is->key_hash[h],
-				.key_hash_len = ocsp_hash_len((enum ocsp_hash)h),
-				.serial = serial->bytes,
-				.serial_len = serial->len,
-			};
+			struct ocsp_certid id;
+			ocsp_issuer_certid(is, (enum ocsp_hash)h, null, serial->bytes, serial->len, &id);
 			struct l2_key k;
-			l2_make_key(l2_prefix(r->l2), ri->tag, key_variant(&id), serial->bytes, serial->len,
+			l2_make_key(l2_prefix(r->l2), ri->tag, ocsp_certid_variant(&id), serial->bytes, serial->len,
 			            &k);
 			/* Every instance marks the old answers replaced (a no-op after the first)... */
 			if (serial->version != 0) {
-				struct l2_ref ref = {is->id, key_variant(&id), serial->bytes, serial->len};
+				struct l2_ref ref = {is->id, ocsp_certid_variant(&id), serial->bytes, serial->len};
 				l2_put(r->l2, loop, &k, serial->version, now, now, now + r->cfg->validity,
 				       NULL, 0, false, &ref);
 			}

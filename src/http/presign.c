@@ -27,6 +27,7 @@
 #include "cache/redis.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/hex.h"
 #include "core/log.h"
 #include "http/responder.h"
 #include "ocsp/response.h"
@@ -250,21 +251,6 @@ static bool take_token(struct presigner *p)
 	return true;
 }
 
-static void make_certid(const struct ocsp_issuer *is, enum ocsp_hash h, const uint8_t *serial,
-                        size_t len, struct ocsp_certid *id)
-{
-	*id = (struct ocsp_certid){
-		.hash = h,
-		.hash_params_null = true, /* as OpenSSL and most clients send it */
-		.name_hash = is->name_hash[h],
-		.name_hash_len = ocsp_hash_len(h),
-		.key_hash = is->key_hash[h],
-		.key_hash_len = ocsp_hash_len(h),
-		.serial = serial,
-		.serial_len = len,
-	};
-}
-
 static bool sign_one(struct presigner *p, const struct ocsp_issuer *is,
                      const struct ocsp_certid *id, const struct store_record *rec, struct buf *out,
                      int64_t now)
@@ -325,10 +311,10 @@ static bool hex_serial(const char *hex, struct store_serial *s)
 	if (n % 2 || n / 2 > STORE_MAX_SERIAL)
 		return false;
 	for (size_t i = 0; i < n; i += 2) {
-		unsigned b;
-		if (sscanf(hex + i, "%2x", &b) != 1)
+		int hi = hex_digit(hex[i]), lo = hex_digit(hex[i + 1]);
+		if (hi < 0 || lo < 0)
 			return false;
-		s->bytes[i / 2] = (uint8_t)b;
+		s->bytes[i / 2] = (uint8_t)(hi << 4 | lo);
 	}
 	s->len = (uint8_t)(n / 2);
 	return true;
@@ -359,9 +345,19 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 	if (rep == NULL)
 		return FAILED;
 	char cur[128] = "";
-	if (rep->type == REDIS_REPLY_STRING && rep->len < sizeof(cur))
+	bool unreadable = rep->type == REDIS_REPLY_STRING &&
+	                  (rep->len >= sizeof(cur) || memchr(rep->str, 0, rep->len) != NULL);
+	if (rep->type == REDIS_REPLY_STRING && !unreadable)
 		memcpy(cur, rep->str, rep->len + 1);
 	freeReplyObject(rep);
+	if (unreadable) {
+		/* Not a cursor revd wrote, and too long to compare-and-set from: start over. */
+		log_warn("presign: %s holds no cursor; starting the round over", ckey);
+		const char *da[] = {"DEL", ckey};
+		size_t dl[] = {3, strlen(ckey)};
+		freeReplyObject(command(p, 2, da, dl));
+		return WORKED;
+	}
 	long long start = 0;
 	char pos[80] = "~";
 	if (cur[0] != 0 && sscanf(cur, "%lld:%79s", &start, pos) < 1)
@@ -413,10 +409,15 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 		if (cfg->presign_hashes & (1u << h))
 			hlist[nh++] = h;
 	size_t nk = 0;
-	for (long i = 0; i < n; i++)
-		for (int x = 0; x < nh; x++)
-			l2_make_key(l2_prefix(p->r->l2), ri->tag, (unsigned)hlist[x] * 2 + 1,
-			            p->items[i].serial.bytes, p->items[i].serial.len, &p->keys[nk++]);
+	for (long i = 0; i < n; i++) {
+		for (int x = 0; x < nh; x++) {
+			struct ocsp_certid id;
+			ocsp_issuer_certid(is, (enum ocsp_hash)hlist[x], true, p->items[i].serial.bytes,
+			                   p->items[i].serial.len, &id);
+			l2_make_key(l2_prefix(p->r->l2), ri->tag, ocsp_certid_variant(&id), id.serial,
+			            id.serial_len, &p->keys[nk++]);
+		}
+	}
 	uint64_t ms = mono_ms();
 	if (cfg->redis_sample_size > 0 && ms - p->last_sample_ms >= cfg->redis_sample_interval_ms) {
 		p->last_sample_ms = ms;
@@ -427,9 +428,9 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 		if (sample)
 			p->sample_left--;
 		if (sample) {
-			const char *a[] = {"GET", p->keys[k].s};
-			size_t l[] = {3, p->keys[k].len};
-			redisAppendCommandArgv(p->rc, 2, a, l);
+			const char *a[] = {"GETRANGE", p->keys[k].s, "0", L2_VALUE_MAX_STR};
+			size_t l[] = {8, p->keys[k].len, 1, sizeof(L2_VALUE_MAX_STR) - 1};
+			redisAppendCommandArgv(p->rc, 4, a, l);
 		} else {
 			/* One byte past the header tells an answer from a tombstone. */
 			const char *a[] = {"GETRANGE", p->keys[k].s, "0", "50"};
@@ -461,7 +462,7 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 				p->round_oldest = now - lv.produced_at;
 			if (full && !due) {
 				struct ocsp_certid id;
-				make_certid(is, (enum ocsp_hash)h, it->serial.bytes, it->serial.len, &id);
+				ocsp_issuer_certid(is, (enum ocsp_hash)h, true, it->serial.bytes, it->serial.len, &id);
 				sampled++;
 				if (!agrees((const uint8_t *)r->str, r->len, &id, &it->rec)) {
 					wrong++;
@@ -493,7 +494,7 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 		int h = hlist[k % (size_t)nh];
 		const struct store_scan_item *it = &p->items[k / (size_t)nh];
 		struct ocsp_certid id;
-		make_certid(is, (enum ocsp_hash)h, it->serial.bytes, it->serial.len, &id);
+		ocsp_issuer_certid(is, (enum ocsp_hash)h, true, it->serial.bytes, it->serial.len, &id);
 		int64_t t = clock_now();
 		if (!sign_one(p, is, &id, &it->rec, &out, t)) {
 			pthread_mutex_lock(&p->lock);

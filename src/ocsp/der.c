@@ -224,3 +224,21 @@ bool der_parse_gentime(const struct der_cursor *v, int64_t *t)
 {
 	return der_len(v) == 15 && clock_parse_asn1_time((const char *)v->p, 15, t);
 }
+
+bool der_read_oid(struct der_cursor *c, struct der_cursor *oid)
+{
+	struct der_cursor save = *c;
+	if (!der_read(c, DER_OID, oid))
+		return false;
+	size_t n = der_len(oid);
+	bool start = true, ok = n > 0;
+	for (size_t i = 0; ok && i < n; i++) {
+		ok = !(start && oid->p[i] == 0x80);
+		start = !(oid->p[i] & 0x80);
+	}
+	if (!ok || !start) {
+		*c = save;
+		return false;
+	}
+	return true;
+}

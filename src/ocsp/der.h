@@ -72,6 +72,9 @@ bool der_read_boolean(struct der_cursor *c, bool *val);
 
 /* Reads a small non-negative INTEGER or ENUMERATED (tag given) that fits in an int. */
 bool der_read_small_uint(struct der_cursor *c, int tag, int *val);
+/* An OBJECT IDENTIFIER: non-empty, every subidentifier minimal (no leading 0x80 octet),
+ * the last one ended. On failure c is left where it was. */
+bool der_read_oid(struct der_cursor *c, struct der_cursor *oid);
 
 static inline size_t der_len(const struct der_cursor *c)
 {

@@ -117,3 +117,18 @@ struct ocsp_issuer *ocsp_issuers_get(const struct ocsp_issuers *t, size_t i)
 {
 	return i < t->n ? t->v[i] : NULL;
 }
+
+void ocsp_issuer_certid(const struct ocsp_issuer *is, enum ocsp_hash h, bool params_null,
+                        const uint8_t *serial, size_t serial_len, struct ocsp_certid *id)
+{
+	*id = (struct ocsp_certid){
+		.hash = h,
+		.hash_params_null = params_null,
+		.name_hash = is->name_hash[h],
+		.name_hash_len = ocsp_hash_len(h),
+		.key_hash = is->key_hash[h],
+		.key_hash_len = ocsp_hash_len(h),
+		.serial = serial,
+		.serial_len = serial_len,
+	};
+}

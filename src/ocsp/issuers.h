@@ -42,6 +42,10 @@ const struct ocsp_issuer *ocsp_issuers_find(const struct ocsp_issuers *t,
                                             const struct ocsp_certid *id);
 
 size_t ocsp_issuers_count(const struct ocsp_issuers *t);
+/* The CertID naming serial under is, with hash algorithm h (a known one) and its
+ * parameters NULL or absent. id borrows serial and is's hashes. */
+void ocsp_issuer_certid(const struct ocsp_issuer *is, enum ocsp_hash h, bool params_null,
+                        const uint8_t *serial, size_t serial_len, struct ocsp_certid *id);
 struct ocsp_issuer *ocsp_issuers_get(const struct ocsp_issuers *t, size_t i);
 
 #endif

@@ -69,4 +69,11 @@ struct ocsp_certid {
 	size_t serial_len;
 };
 
+/* The CertID's hash algorithm and parameter encoding as one number below
+ * 2 * OCSP_HASH_COUNT: answers differ by it, so caches key on it. */
+static inline unsigned ocsp_certid_variant(const struct ocsp_certid *id)
+{
+	return (unsigned)id->hash * 2 + (id->hash_params_null ? 1 : 0);
+}
+
 #endif

@@ -61,56 +61,39 @@ static enum ocsp_hash hash_from_oid(const struct der_cursor *oid)
 	return OCSP_HASH_UNKNOWN;
 }
 
-/* An OID's contents must be non-empty and end on a final subidentifier octet. */
-static bool oid_valid(const struct der_cursor *oid)
-{
-	size_t n = der_len(oid);
-	if (n == 0 || (oid->p[n - 1] & 0x80))
-		return false;
-	/* Each subidentifier minimal: no leading 0x80 octet. */
-	bool start = true;
-	for (size_t i = 0; i < n; i++) {
-		if (start && oid->p[i] == 0x80)
-			return false;
-		start = !(oid->p[i] & 0x80);
-	}
-	return true;
-}
-
-/* CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber } */
-static enum ocsp_decode_result decode_certid(struct der_cursor *c, struct ocsp_certid *id)
+bool ocsp_certid_decode(struct der_cursor *c, struct ocsp_certid *id)
 {
 	struct der_cursor seq, alg, oid, name, key, serial;
 	if (!der_read(c, DER_SEQUENCE, &seq) || !der_read(&seq, DER_SEQUENCE, &alg) ||
-	    !der_read(&alg, DER_OID, &oid) || !oid_valid(&oid))
-		return OCSP_DECODE_MALFORMED;
+	    !der_read_oid(&alg, &oid))
+		return false;
 	id->hash = hash_from_oid(&oid);
 	id->hash_params_null = false;
 	if (!der_at_end(&alg)) {
 		struct der_cursor params;
 		if (!der_read(&alg, DER_NULL, &params) || der_len(&params) != 0 || !der_at_end(&alg))
-			return OCSP_DECODE_MALFORMED;
+			return false;
 		id->hash_params_null = true;
 	}
 	if (!der_read(&seq, DER_OCTET_STRING, &name) || !der_read(&seq, DER_OCTET_STRING, &key) ||
 	    !der_read_integer(&seq, &serial) || !der_at_end(&seq))
-		return OCSP_DECODE_MALFORMED;
+		return false;
 	if (id->hash != OCSP_HASH_UNKNOWN) {
 		size_t hl = ocsp_hash_len(id->hash);
 		if (der_len(&name) != hl || der_len(&key) != hl)
-			return OCSP_DECODE_MALFORMED;
+			return false;
 	} else if (der_len(&name) > 64 || der_len(&key) > 64) {
-		return OCSP_DECODE_MALFORMED;
+		return false;
 	}
 	if (der_len(&serial) > OCSP_MAX_SERIAL)
-		return OCSP_DECODE_MALFORMED;
+		return false;
 	id->name_hash = name.p;
 	id->name_hash_len = der_len(&name);
 	id->key_hash = key.p;
 	id->key_hash_len = der_len(&key);
 	id->serial = serial.p;
 	id->serial_len = der_len(&serial);
-	return OCSP_DECODE_OK;
+	return true;
 }
 
 /*
@@ -129,8 +112,7 @@ static enum ocsp_decode_result decode_extensions(struct der_cursor *c, bool nonc
 	while (!der_at_end(&exts)) {
 		struct der_cursor ext, oid, value;
 		bool critical = false;
-		if (!der_read(&exts, DER_SEQUENCE, &ext) || !der_read(&ext, DER_OID, &oid) ||
-		    !oid_valid(&oid))
+		if (!der_read(&exts, DER_SEQUENCE, &ext) || !der_read_oid(&ext, &oid))
 			return OCSP_DECODE_MALFORMED;
 		if (der_peek_tag(&ext) == DER_BOOLEAN) {
 			/* DER omits a DEFAULT value: an explicit FALSE is not DER. */
@@ -238,9 +220,8 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 			return OCSP_DECODE_TOO_MANY;
 		if (!der_read(&list, DER_SEQUENCE, &one))
 			return OCSP_DECODE_MALFORMED;
-		r = decode_certid(&one, &req->certids[req->n_certids]);
-		if (r != OCSP_DECODE_OK)
-			return r;
+		if (!ocsp_certid_decode(&one, &req->certids[req->n_certids]))
+			return OCSP_DECODE_MALFORMED;
 		/* singleRequestExtensions [0] EXPLICIT Extensions */
 		if (der_peek_tag(&one) == DER_CTX_CONS(0)) {
 			struct der_cursor ext;

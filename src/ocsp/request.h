@@ -32,6 +32,15 @@ enum ocsp_decode_result ocsp_request_decode(const uint8_t *der, size_t len, size
 
 const char *ocsp_decode_result_str(enum ocsp_decode_result r);
 
+struct der_cursor;
+/*
+ * CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber }, read
+ * from c with the limits revd applies to requests and responses alike (hashes of their
+ * algorithm's length, at most 64 octets for an unknown one; a serial of at most
+ * OCSP_MAX_SERIAL octets). id's pointers point into c's input. false: malformed.
+ */
+bool ocsp_certid_decode(struct der_cursor *c, struct ocsp_certid *id);
+
 /*
  * Decodes a GET path's request part (RFC 6960 Appendix A.1): percent-decoding, then
  * base64. '+', '/' and '=' may come escaped or not; a space (a '+' turned into ' ' by

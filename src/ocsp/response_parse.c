@@ -3,13 +3,10 @@
 #include <string.h>
 
 #include "ocsp/der.h"
+#include "ocsp/request.h"
 #include "ocsp/signer.h"
 
 /* DER of the OIDs revd recognises in responses (contents only). */
-static const uint8_t oid_sha1[] = {0x2b, 0x0e, 0x03, 0x02, 0x1a};
-static const uint8_t oid_sha256[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01};
-static const uint8_t oid_sha384[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02};
-static const uint8_t oid_sha512[] = {0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03};
 static const uint8_t oid_basic[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01};
 static const uint8_t oid_nonce[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x02};
 static const uint8_t oid_ext_revoke[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x09};
@@ -36,38 +33,6 @@ const char *ocsp_parse_result_str(enum ocsp_parse_result r)
 	case OCSP_PARSE_UNSUPPORTED: return "unsupported response type or critical extension";
 	}
 	return "?";
-}
-
-static enum ocsp_hash hash_from_oid(const struct der_cursor *oid)
-{
-	if (der_equals(oid, oid_sha1, sizeof(oid_sha1)))
-		return OCSP_HASH_SHA1;
-	if (der_equals(oid, oid_sha256, sizeof(oid_sha256)))
-		return OCSP_HASH_SHA256;
-	if (der_equals(oid, oid_sha384, sizeof(oid_sha384)))
-		return OCSP_HASH_SHA384;
-	if (der_equals(oid, oid_sha512, sizeof(oid_sha512)))
-		return OCSP_HASH_SHA512;
-	return OCSP_HASH_UNKNOWN;
-}
-
-/* An OID: non-empty, every subidentifier minimal (no leading 0x80), the last one ended. */
-static bool read_oid(struct der_cursor *c, struct der_cursor *oid)
-{
-	struct der_cursor save = *c;
-	if (!der_read(c, DER_OID, oid))
-		return false;
-	size_t n = der_len(oid);
-	bool start = true, ok = n > 0;
-	for (size_t i = 0; ok && i < n; i++) {
-		ok = !(start && oid->p[i] == 0x80);
-		start = !(oid->p[i] & 0x80);
-	}
-	if (!ok || !start) {
-		*c = save;
-		return false;
-	}
-	return true;
 }
 
 static bool read_time(struct der_cursor *c, int64_t *t)
@@ -106,43 +71,6 @@ static bool tree_valid(struct der_cursor c, int depth)
 	return true;
 }
 
-/* CertID ::= SEQUENCE { hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber },
- * with the limits the request decoder applies. */
-static bool parse_certid(struct der_cursor *c, struct ocsp_certid *id)
-{
-	struct der_cursor seq, alg, oid, name, key, serial;
-	if (!der_read(c, DER_SEQUENCE, &seq) || !der_read(&seq, DER_SEQUENCE, &alg) ||
-	    !read_oid(&alg, &oid))
-		return false;
-	id->hash = hash_from_oid(&oid);
-	id->hash_params_null = false;
-	if (!der_at_end(&alg)) {
-		struct der_cursor params;
-		if (!der_read(&alg, DER_NULL, &params) || der_len(&params) != 0 || !der_at_end(&alg))
-			return false;
-		id->hash_params_null = true;
-	}
-	if (!der_read(&seq, DER_OCTET_STRING, &name) || !der_read(&seq, DER_OCTET_STRING, &key) ||
-	    !der_read_integer(&seq, &serial) || !der_at_end(&seq))
-		return false;
-	if (id->hash != OCSP_HASH_UNKNOWN) {
-		size_t hl = ocsp_hash_len(id->hash);
-		if (der_len(&name) != hl || der_len(&key) != hl)
-			return false;
-	} else if (der_len(&name) > 64 || der_len(&key) > 64) {
-		return false;
-	}
-	if (der_len(&serial) > OCSP_MAX_SERIAL)
-		return false;
-	id->name_hash = name.p;
-	id->name_hash_len = der_len(&name);
-	id->key_hash = key.p;
-	id->key_hash_len = der_len(&key);
-	id->serial = serial.p;
-	id->serial_len = der_len(&serial);
-	return true;
-}
-
 /*
  * The contents of singleExtensions [1] (single != NULL) or responseExtensions [1]
  * (single == NULL): Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension. Extensions
@@ -161,7 +89,7 @@ static bool parse_extensions(struct der_cursor *tagged, struct parse_state *ps,
 	while (!der_at_end(&exts)) {
 		struct der_cursor ext, oid, value, inner;
 		bool critical = false;
-		if (!der_read(&exts, DER_SEQUENCE, &ext) || !read_oid(&ext, &oid))
+		if (!der_read(&exts, DER_SEQUENCE, &ext) || !der_read_oid(&ext, &oid))
 			return false;
 		/* DER omits a DEFAULT value: an explicit FALSE is not DER. */
 		if (der_peek_tag(&ext) == DER_BOOLEAN &&
@@ -215,7 +143,7 @@ static bool parse_single(struct der_cursor *list, struct parse_state *ps,
                          struct ocsp_parsed_single *s)
 {
 	struct der_cursor one, st, t;
-	if (!der_read(list, DER_SEQUENCE, &one) || !parse_certid(&one, &s->certid))
+	if (!der_read(list, DER_SEQUENCE, &one) || !ocsp_certid_decode(&one, &s->certid))
 		return false;
 	s->reason = OCSP_REASON_NONE;
 	int tag = der_peek_tag(&one);
@@ -265,7 +193,7 @@ static bool parse_name(struct der_cursor *c)
 		while (!der_at_end(&rdn)) {
 			struct der_cursor atv, oid;
 			int tag;
-			if (!der_read(&rdn, DER_SEQUENCE, &atv) || !read_oid(&atv, &oid) ||
+			if (!der_read(&rdn, DER_SEQUENCE, &atv) || !der_read_oid(&atv, &oid) ||
 			    !der_read_any(&atv, &tag, NULL, NULL) || !der_at_end(&atv))
 				return false;
 		}
@@ -336,7 +264,7 @@ static bool parse_tbs(struct der_cursor *c, struct parse_state *ps,
 static bool read_sigalg(struct der_cursor *c, struct der_cursor *whole)
 {
 	struct der_cursor alg, oid, params;
-	if (!read_whole(c, DER_SEQUENCE, &alg, whole) || !read_oid(&alg, &oid))
+	if (!read_whole(c, DER_SEQUENCE, &alg, whole) || !der_read_oid(&alg, &oid))
 		return false;
 	if (!der_at_end(&alg)) {
 		int tag;
@@ -389,7 +317,7 @@ static bool parse_certificate(struct der_cursor *c)
 		return false;
 	/* SubjectPublicKeyInfo: an algorithm, whose parameters may be anything (a curve's
 	 * OID, DSA's SEQUENCE), and the key. */
-	if (!der_read(&spki, DER_SEQUENCE, &alg) || !read_oid(&alg, &oid) ||
+	if (!der_read(&spki, DER_SEQUENCE, &alg) || !der_read_oid(&alg, &oid) ||
 	    (!der_at_end(&alg) && !der_read_any(&alg, &tag, NULL, NULL)) || !der_at_end(&alg) ||
 	    !der_read(&spki, DER_BIT_STRING, &field) || der_len(&field) < 1 || !der_at_end(&spki))
 		return false;
@@ -468,7 +396,7 @@ static bool parse_response(const uint8_t *der, size_t len, struct parse_state *p
 		return der_at_end(&resp);
 	if (!der_read(&resp, DER_CTX_CONS(0), &tagged) || !der_at_end(&resp) ||
 	    !der_read(&tagged, DER_SEQUENCE, &bytes) || !der_at_end(&tagged) ||
-	    !read_oid(&bytes, &type) || !der_read(&bytes, DER_OCTET_STRING, &octets) ||
+	    !der_read_oid(&bytes, &type) || !der_read(&bytes, DER_OCTET_STRING, &octets) ||
 	    !der_at_end(&bytes))
 		return false;
 	if (!der_equals(&type, oid_basic, sizeof(oid_basic))) {

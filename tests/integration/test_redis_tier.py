@@ -598,6 +598,30 @@ class RedisTierTest(RedisTierCase):
         self.assertEqual(st["disagreements"], "1")
 
     # ---- Redis losing data, dying, hanging
+    def test_oversized_value_and_bad_cursor(self):
+        # A value far longer than any answer: revd reads at most 64 KiB of it, refuses it
+        # and repairs it. A cursor that is no cursor: the pre-signer starts over instead
+        # of spinning on a compare-and-set it can never win.
+        r = self.start(hashes="sha1", redis_extra="sample_size = 0\n")
+        s = self.pki.leaf("good", 1)["serial"]
+        v = self.value(s)
+        big = make_value(None, v["version"], v["produced_at"], v["refresh_at"]) + \
+            v["der"] + b"\x00" * (1 << 20)
+        self.redis.command("SET", self.key(s), big)
+        resp, body = self.post(r, s)
+        self.check_answer(resp, s, self.expected_status(s))
+        self.assertEqual(self.verify_der(body, s)["status"], self.expected_status(s))
+        self.wait_log(r, r"redis: .*%s.* does not parse; re-signing" % re.escape(self.key(s)))
+        self.wait_value(s, lambda v: v["der"] == body, "repair of the oversized value")
+        cursors = [k for k in self.redis.command("KEYS", "revd:presign:cursor:*")]
+        self.assertEqual(len(cursors), 1)
+        self.redis.command("SET", cursors[0], b"x" * 300)
+        n = self.rounds_logged(r)
+        self.wait_log(r, r"presign: .* holds no cursor; starting the round over")
+        self.wait_rounds(r, n + 2)
+        cur = self.redis.command("GET", cursors[0])
+        self.assertRegex(cur.decode(), r"^\d+:(~|[0-9a-f]*)$")
+
     def test_flushall_then_refill(self):
         r = self.start(hashes="sha1")
         want = self.expected_keys()
