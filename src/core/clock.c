@@ -1,5 +1,7 @@
 #include "core/clock.h"
 
+#include <string.h>
+
 #include <stdatomic.h>
 #include <stdio.h>
 #include <time.h>
@@ -47,6 +49,38 @@ int clock_http_date(int64_t t, char out[30])
 	return snprintf(out, 30, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday],
 	                tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 	                tm.tm_sec);
+}
+
+bool clock_parse_http_date(const char *s, int64_t *t)
+{
+	static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+	static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+	                                   "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	/* "Sun, 06 Nov 1994 08:49:37 GMT": fixed positions. */
+	if (strlen(s) != 29 || s[3] != ',' || s[4] != ' ' || s[7] != ' ' || s[11] != ' ' ||
+	    s[16] != ' ' || s[19] != ':' || s[22] != ':' || s[25] != ' ' ||
+	    memcmp(s + 26, "GMT", 3) != 0)
+		return false;
+	bool day_ok = false;
+	for (int i = 0; i < 7; i++)
+		day_ok |= memcmp(s, days[i], 3) == 0;
+	int mon = 0;
+	for (int i = 0; i < 12; i++)
+		if (memcmp(s + 8, months[i], 3) == 0)
+			mon = i + 1;
+	static const int digits[] = {5, 6, 12, 13, 14, 15, 17, 18, 20, 21, 23, 24};
+	for (size_t i = 0; i < sizeof(digits) / sizeof(digits[0]); i++)
+		if (s[digits[i]] < '0' || s[digits[i]] > '9')
+			return false;
+	if (!day_ok || mon == 0)
+		return false;
+#define D2(i) ((s[i] - '0') * 10 + (s[(i) + 1] - '0'))
+	int day = D2(5), year = D2(12) * 100 + D2(14), hour = D2(17), min = D2(20), sec = D2(23);
+#undef D2
+	if (day < 1 || day > 31 || hour > 23 || min > 59 || sec > 60)
+		return false;
+	*t = clock_timegm(year, mon, day, hour, min, sec > 59 ? 59 : sec);
+	return true;
 }
 
 int64_t clock_timegm(int year, int mon, int day, int hour, int min, int sec)

@@ -29,4 +29,8 @@ bool clock_parse_asn1_time(const char *s, size_t len, int64_t *t);
 /* Formats t as an IMF-fixdate (RFC 9110 §5.6.7) into out[30]; returns 29. */
 int clock_http_date(int64_t t, char out[30]);
 
+/* Parses an IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"); false on anything else (the
+ * obsolete HTTP date forms included: a conditional request with one is unconditional). */
+bool clock_parse_http_date(const char *s, int64_t *t);
+
 #endif

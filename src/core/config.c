@@ -47,6 +47,16 @@ void config_init(struct config *c)
 	c->presign_interval_ms = 60000;
 	c->presign_batch = 500;
 	c->presign_hashes = 1u << 0; /* SHA-1, what most clients send */
+	/* Baseline Requirements §4.9.7: reissued at least every 7 days and within 24 hours
+	 * of a revocation, nextUpdate at most 10 days out. */
+	c->crl_validity = 7 * 86400;
+	c->crl_interval = 86400;
+	c->crl_deltas = true;
+	c->crl_delta_validity = 3600;
+	c->crl_delta_interval = 300;
+	c->crl_delta_debounce_ms = 2000;
+	c->crl_max_age = 0;
+	c->crl_max_bytes = (size_t)512 << 20;
 }
 
 static void issuer_free(struct config_issuer *is)
@@ -58,6 +68,7 @@ static void issuer_free(struct config_issuer *is)
 	free(is->signer_other);
 	free(is->index);
 	free(is->db_issuer);
+	free(is->crl_key);
 }
 
 void config_free(struct config *c)
@@ -70,6 +81,8 @@ void config_free(struct config *c)
 	free(c->pg_dsn);
 	free(c->redis_address);
 	free(c->redis_prefix);
+	free(c->crl_base_url);
+	free(c->crl_dir);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -440,6 +453,55 @@ static int set_presign(struct config *c, const char *key, const char *value, cha
 	return -1;
 }
 
+static int set_secs(int64_t *dst, const char *key, const char *value, uint64_t lo_s,
+                    uint64_t hi_s, char *err, size_t errlen)
+{
+	uint64_t ms;
+	if (!config_parse_duration_ms(value, &ms) || ms % 1000 != 0 || ms < lo_s * 1000 ||
+	    ms > hi_s * 1000) {
+		snprintf(err, errlen, "%s: expected whole seconds from %llus to %llus, got '%s'", key,
+		         (unsigned long long)lo_s, (unsigned long long)hi_s, value);
+		return -1;
+	}
+	*dst = (int64_t)(ms / 1000);
+	return 0;
+}
+
+static int set_crl(struct config *c, const char *key, const char *value, char *err,
+                   size_t errlen)
+{
+	if (strcmp(key, "base_url") == 0) {
+		size_t n = strlen(value);
+		if (strncmp(value, "http://", 7) != 0 || n < 8 || value[n - 1] == '/') {
+			snprintf(err, errlen, "base_url: expected http://HOST/PATH without a trailing "
+			                      "'/' (RFC 5280 distribution points are http), got '%s'",
+			         value);
+			return -1;
+		}
+		return set_str(&c->crl_base_url, value, err, errlen);
+	}
+	if (strcmp(key, "dir") == 0)
+		return set_str(&c->crl_dir, value, err, errlen);
+	if (strcmp(key, "validity") == 0)
+		return set_secs(&c->crl_validity, key, value, 60, 366 * 86400, err, errlen);
+	if (strcmp(key, "interval") == 0)
+		return set_secs(&c->crl_interval, key, value, 10, 366 * 86400, err, errlen);
+	if (strcmp(key, "deltas") == 0)
+		return set_bool(&c->crl_deltas, key, value, err, errlen);
+	if (strcmp(key, "delta_validity") == 0)
+		return set_secs(&c->crl_delta_validity, key, value, 60, 30 * 86400, err, errlen);
+	if (strcmp(key, "delta_interval") == 0)
+		return set_secs(&c->crl_delta_interval, key, value, 10, 30 * 86400, err, errlen);
+	if (strcmp(key, "delta_debounce") == 0)
+		return set_ms(&c->crl_delta_debounce_ms, key, value, 0, 3600000, err, errlen);
+	if (strcmp(key, "max_age") == 0)
+		return set_secs(&c->crl_max_age, key, value, 0, 30 * 86400, err, errlen);
+	if (strcmp(key, "max_bytes") == 0)
+		return set_size(&c->crl_max_bytes, key, value, 4096, (uint64_t)4 << 30, err, errlen);
+	snprintf(err, errlen, "unknown key '%s' in [crl]", key);
+	return -1;
+}
+
 static struct config_issuer *issuer_for(struct config *c, const char *name, char *err,
                                         size_t errlen)
 {
@@ -491,6 +553,19 @@ static int set_issuer(struct config *c, const char *name, const char *key, const
 		return set_enum(&is->responder_id, key, value, rid_names, 2, err, errlen);
 	if (strcmp(key, "include_signer_cert") == 0)
 		return set_bool(&is->include_signer_cert, key, value, err, errlen);
+	if (strcmp(key, "crl") == 0)
+		return set_bool(&is->crl, key, value, err, errlen);
+	if (strcmp(key, "crl_key") == 0) {
+		is->crl = true;
+		return set_str(&is->crl_key, value, err, errlen);
+	}
+	if (strcmp(key, "crl_shards") == 0) {
+		size_t n;
+		if (set_size(&n, key, value, 0, 4096, err, errlen) != 0)
+			return -1;
+		is->crl_shards = (unsigned)n;
+		return 0;
+	}
 	snprintf(err, errlen, "unknown key '%s' in [issuer %s]", key, name);
 	return -1;
 }
@@ -508,6 +583,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_redis(c, key, value, err, errlen);
 	if (strcmp(section, "presign") == 0)
 		return set_presign(c, key, value, err, errlen);
+	if (strcmp(section, "crl") == 0)
+		return set_crl(c, key, value, err, errlen);
 	if (strncmp(section, "issuer", 6) == 0 && (section[6] == ' ' || section[6] == '\t')) {
 		char name[128];
 		const char *p = section + 7;
@@ -535,7 +612,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_issuer(c, name, key, value, err, errlen);
 	}
 	snprintf(err, errlen,
-	         "unknown section [%s] (expected server, ocsp, postgres, redis, presign or issuer NAME)",
+	         "unknown section [%s] (expected server, ocsp, postgres, redis, presign, crl or "
+	         "issuer NAME)",
 	         section);
 	return -1;
 }
@@ -659,6 +737,38 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 			snprintf(err, errlen, "[issuer %s]: store = postgres needs [postgres] dsn", is->name);
 			return -1;
 		}
+		if (!is->crl)
+			continue;
+		if (is->crl_key == NULL && is->signer_cert != NULL) {
+			snprintf(err, errlen,
+			         "[issuer %s]: CRLs are signed by the CA; its OCSP signer is delegated, "
+			         "so set crl_key to the CA's key",
+			         is->name);
+			return -1;
+		}
+		if (store == CONFIG_STORE_INDEX && c->crl_dir == NULL) {
+			snprintf(err, errlen,
+			         "[issuer %s]: CRLs from an index file need [crl] dir, where CRL numbers "
+			         "are kept across restarts",
+			         is->name);
+			return -1;
+		}
+		if (is->crl_shards > 0 && c->crl_base_url == NULL) {
+			snprintf(err, errlen,
+			         "[issuer %s]: partitioned CRLs need [crl] base_url (their "
+			         "distribution points)",
+			         is->name);
+			return -1;
+		}
+	}
+	if (c->crl_interval >= c->crl_validity) {
+		snprintf(err, errlen, "[crl] interval must be shorter than validity, or CRLs lapse");
+		return -1;
+	}
+	if (c->crl_delta_interval >= c->crl_delta_validity) {
+		snprintf(err, errlen,
+		         "[crl] delta_interval must be shorter than delta_validity, or deltas lapse");
+		return -1;
 	}
 	if (c->max_url_bytes > c->max_header_bytes) {
 		snprintf(err, errlen, "max_url_bytes (%zu) cannot exceed max_header_bytes (%zu)",

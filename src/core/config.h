@@ -33,6 +33,11 @@ struct config_issuer {
 	int not_issued;   /* -1: inherit [ocsp] */
 	int responder_id; /* -1: inherit [ocsp] */
 	bool include_signer_cert; /* send the delegated signer's certificate (default yes) */
+	/* CRLs: published when crl is set; signed by crl_key (default: signer_key when the
+	 * CA signs its own OCSP answers) */
+	bool crl;
+	char *crl_key;
+	unsigned crl_shards; /* 0: one CRL; else that many partitioned CRLs */
 };
 
 struct config {
@@ -81,6 +86,17 @@ struct config {
 	unsigned presign_interval_ms; /* a round starts at most this often */
 	size_t presign_batch;
 	unsigned presign_hashes; /* bit per enum ocsp_hash value; CertIDs pre-signed */
+	/* [crl]: CRL generation and serving */
+	char *crl_base_url;  /* where the CRLs are published: IDP and Freshest CRL URIs */
+	char *crl_dir;       /* state for CRLs of issuers outside PostgreSQL */
+	int64_t crl_validity;        /* full CRLs: nextUpdate - thisUpdate, seconds */
+	int64_t crl_interval;        /* a full CRL is republished at least this often */
+	bool crl_deltas;
+	int64_t crl_delta_validity;
+	int64_t crl_delta_interval;  /* a delta CRL is republished at least this often */
+	unsigned crl_delta_debounce_ms; /* after a change, the next delta waits this long */
+	int64_t crl_max_age;         /* Cache-Control ceiling; 0: from the schedule */
+	size_t crl_max_bytes;
 	/* [issuer NAME] */
 	struct config_issuer issuers[CONFIG_MAX_ISSUERS];
 	size_t n_issuers;

@@ -464,7 +464,7 @@ static void index_lookup(struct store *base, const struct store_query *q, store_
 }
 
 static long index_scan(struct store *base, struct store_issuer *is,
-                       const struct store_serial *after, int64_t now,
+                       const struct store_serial *after, int64_t now, unsigned flags,
                        struct store_scan_item *out, size_t max, char *err, size_t errlen)
 {
 	struct index_store *s = (struct index_store *)base;
@@ -488,6 +488,8 @@ static long index_scan(struct store *base, struct store_issuer *is,
 	for (size_t i = lo; i < snap->n && (size_t)n < max; i++) {
 		const struct index_entry *e = &snap->entries[snap->sorted[i]];
 		if (e->rec.not_after != 0 && e->rec.not_after <= now)
+			continue;
+		if ((flags & STORE_SCAN_REVOKED) && e->rec.status != STORE_REVOKED)
 			continue;
 		out[n].serial = e->serial;
 		out[n].rec = e->rec;

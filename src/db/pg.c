@@ -260,7 +260,8 @@ struct pg_store {
 	_Atomic uint64_t lookups, lookup_failures, notifications, sweeps, swept_rows, reconnects;
 	_Atomic int64_t last_lag_us, max_lag_us;
 	_Atomic bool feed_up, issuers_resolved;
-	PGconn *scan_conn; /* blocking, for scans from a background thread */
+	PGconn *scan_conn; /* blocking, for scans from background threads */
+	pthread_mutex_t scan_lock; /* one scan at a time on it (pre-signer, CRL thread) */
 };
 
 enum pending_kind { PEND_PREPARE, PEND_QUERY, PEND_SYNC };
@@ -993,17 +994,32 @@ void store_pg_get_stats(struct store *base, struct store_pg_stats *out)
 	out->issuers_resolved = atomic_load(&st->issuers_resolved);
 }
 
-static long pg_scan(struct store *base, struct store_issuer *sis, const struct store_serial *after,
-                    int64_t now, struct store_scan_item *out, size_t max, char *err,
-                    size_t errlen)
+/* An issuer's id read on the scan connection: 0 if the database does not have it
+ * with this certificate. */
+static int32_t scan_resolve(struct pg_store *st, struct pg_issuer *is)
+{
+	const char *values[1] = {is->name};
+	PGresult *r = PQexecParams(st->scan_conn,
+	                           "SELECT id, certificate FROM issuers WHERE name = $1", 1, NULL,
+	                           values, NULL, NULL, 1);
+	int32_t id = 0;
+	if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+	    PQgetlength(r, 0, 0) == 4 && (size_t)PQgetlength(r, 0, 1) == is->cert_len &&
+	    memcmp(PQgetvalue(r, 0, 1), is->cert, is->cert_len) == 0) {
+		const uint8_t *p = (const uint8_t *)PQgetvalue(r, 0, 0);
+		id = (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
+	}
+	PQclear(r);
+	return id;
+}
+
+static long pg_scan_locked(struct store *base, struct store_issuer *sis,
+                           const struct store_serial *after,
+                    int64_t now, unsigned flags, struct store_scan_item *out, size_t max,
+                    char *err, size_t errlen)
 {
 	struct pg_store *st = (struct pg_store *)base;
 	struct pg_issuer *is = (struct pg_issuer *)sis;
-	int32_t id = atomic_load(&is->id);
-	if (id <= 0) {
-		snprintf(err, errlen, "issuer '%s' is not matched in the database", is->name);
-		return -1;
-	}
 	if (st->scan_conn != NULL && PQstatus(st->scan_conn) != CONNECTION_OK) {
 		PQfinish(st->scan_conn);
 		st->scan_conn = NULL;
@@ -1017,6 +1033,14 @@ static long pg_scan(struct store *base, struct store_issuer *sis, const struct s
 			return -1;
 		}
 	}
+	int32_t id = atomic_load(&is->id);
+	if (id == 0)
+		id = scan_resolve(st, is); /* no change feed runs (a command), or it is not up yet */
+	if (id <= 0) {
+		snprintf(err, errlen, "issuer '%s' is not in the database with the configured "
+		                      "certificate", is->name);
+		return -1;
+	}
 	char sid[16], shex[2 * STORE_MAX_SERIAL + 1], snow[24], smax[24];
 	snprintf(sid, sizeof(sid), "%d", (int)id);
 	for (size_t i = 0; i < after->len; i++)
@@ -1025,14 +1049,17 @@ static long pg_scan(struct store *base, struct store_issuer *sis, const struct s
 	snprintf(snow, sizeof(snow), "%lld", (long long)now);
 	snprintf(smax, sizeof(smax), "%zu", max);
 	const char *values[4] = {sid, shex, snow, smax};
-	PGresult *r = PQexecParams(
-		st->scan_conn,
-		"SELECT encode(serial, 'hex'), extract(epoch FROM not_after)::bigint, "
-		"extract(epoch FROM revoked_at)::bigint, reason, "
-		"extract(epoch FROM invalidity_date)::bigint, change_seq FROM certificates "
-		"WHERE issuer_id = $1 AND serial > decode($2, 'hex') AND not_after > to_timestamp($3) "
-		"ORDER BY serial LIMIT $4",
-		4, NULL, values, NULL, NULL, 0);
+	/* Two statements, so that the revoked one can use its partial index. */
+#define SCAN_SELECT                                                                        \
+	"SELECT encode(serial, 'hex'), extract(epoch FROM not_after)::bigint, "                 \
+	"extract(epoch FROM revoked_at)::bigint, reason, "                                     \
+	"extract(epoch FROM invalidity_date)::bigint, change_seq FROM certificates "            \
+	"WHERE issuer_id = $1 AND serial > decode($2, 'hex') AND not_after > to_timestamp($3) "
+	const char *sql = (flags & STORE_SCAN_REVOKED)
+	                          ? SCAN_SELECT "AND revoked_at IS NOT NULL ORDER BY serial LIMIT $4"
+	                          : SCAN_SELECT "ORDER BY serial LIMIT $4";
+#undef SCAN_SELECT
+	PGresult *r = PQexecParams(st->scan_conn, sql, 4, NULL, values, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
 		snprintf(err, errlen, "postgres scan: %s", PQresultErrorMessage(r));
 		PQclear(r);
@@ -1067,6 +1094,17 @@ static long pg_scan(struct store *base, struct store_issuer *sis, const struct s
 	return n;
 }
 
+static long pg_scan(struct store *base, struct store_issuer *sis, const struct store_serial *after,
+                    int64_t now, unsigned flags, struct store_scan_item *out, size_t max,
+                    char *err, size_t errlen)
+{
+	struct pg_store *st = (struct pg_store *)base;
+	pthread_mutex_lock(&st->scan_lock);
+	long n = pg_scan_locked(base, sis, after, now, flags, out, max, err, errlen);
+	pthread_mutex_unlock(&st->scan_lock);
+	return n;
+}
+
 static void pg_free(struct store *base)
 {
 	struct pg_store *st = (struct pg_store *)base;
@@ -1077,6 +1115,7 @@ static void pg_free(struct store *base)
 		free(st->issuers[i]);
 	}
 	pthread_mutex_destroy(&st->lock);
+	pthread_mutex_destroy(&st->scan_lock);
 	free(st->dsn);
 	free(st);
 }
@@ -1114,5 +1153,6 @@ struct store *store_pg_new(const struct pg_options *o, char *err, size_t errlen)
 	st->lookup_timeout_ms = o->lookup_timeout_ms ? o->lookup_timeout_ms : 1000;
 	st->sweep_interval_ms = o->sweep_interval_ms ? o->sweep_interval_ms : 10000;
 	pthread_mutex_init(&st->lock, NULL);
+	pthread_mutex_init(&st->scan_lock, NULL);
 	return &st->base;
 }

@@ -48,6 +48,9 @@ enum store_error {
 
 struct store;
 
+/* Scan flags. */
+#define STORE_SCAN_REVOKED 0x1u /* revoked certificates only */
+
 /* One certificate, as a scan returns it. */
 struct store_scan_item {
 	struct store_serial serial;
@@ -86,14 +89,15 @@ struct store_ops {
 	void (*lookup)(struct store *s, const struct store_query *q, store_lookup_cb cb,
 	               void *arg);
 	/*
-	 * Optional: the issuer's certificates unexpired at `now` whose serial sorts after
-	 * `after` (after->len 0: from the first), at most max, in serial order (bytes
-	 * compared, then shorter first). Blocks: for background threads only, one at a time.
-	 * Returns the count, or -1 with a message in err.
+	 * Optional: the issuer's certificates unexpired at `now` (with STORE_SCAN_REVOKED in
+	 * flags: only the revoked ones) whose serial sorts after `after` (after->len 0: from
+	 * the first), at most max, in serial order (bytes compared, then shorter first).
+	 * Blocks: for background threads only, one at a time. Returns the count, or -1 with
+	 * a message in err.
 	 */
 	long (*scan)(struct store *s, struct store_issuer *is, const struct store_serial *after,
-	             int64_t now, struct store_scan_item *out, size_t max, char *err,
-	             size_t errlen);
+	             int64_t now, unsigned flags, struct store_scan_item *out, size_t max,
+	             char *err, size_t errlen);
 	/* Optional: loop is stopping; close what the store keeps on it (its handles must
 	 * be closed for the loop to end). Called on that loop's thread. */
 	void (*loop_done)(struct store *s, uv_loop_t *loop);
@@ -125,14 +129,14 @@ static inline void store_lookup(struct store *s, const struct store_query *q,
 }
 
 static inline long store_scan(struct store *s, struct store_issuer *is,
-                              const struct store_serial *after, int64_t now,
+                              const struct store_serial *after, int64_t now, unsigned flags,
                               struct store_scan_item *out, size_t max, char *err, size_t errlen)
 {
 	if (s->ops->scan == NULL) {
 		snprintf(err, errlen, "%s stores cannot be scanned", s->ops->kind);
 		return -1;
 	}
-	return s->ops->scan(s, is, after, now, out, max, err, errlen);
+	return s->ops->scan(s, is, after, now, flags, out, max, err, errlen);
 }
 
 static inline void store_free(struct store *s)

@@ -25,7 +25,7 @@ enum conn_state {
 	CS_BUSY,    /* a complete request is being answered */
 };
 
-enum header_kind { H_OTHER, H_INM, H_EXPECT, H_HOST, H_TE };
+enum header_kind { H_OTHER, H_INM, H_IMS, H_EXPECT, H_HOST, H_TE };
 
 struct conn {
 	uv_tcp_t tcp;
@@ -53,6 +53,9 @@ struct conn {
 	char inm[256];
 	size_t inm_len;
 	bool has_inm;
+	char ims[40];
+	size_t ims_len;
+	bool has_ims;
 	char expect[32];
 	size_t expect_len;
 	bool has_expect;
@@ -118,6 +121,8 @@ static int on_message_begin(llhttp_t *p)
 	c->hkind = H_OTHER;
 	c->inm_len = 0;
 	c->has_inm = false;
+	c->ims_len = 0;
+	c->has_ims = false;
 	c->expect_len = 0;
 	c->has_expect = false;
 	c->n_host = 0;
@@ -178,6 +183,10 @@ static int on_header_field_complete(llhttp_t *p)
 		c->hkind = H_INM;
 		c->has_inm = true;
 		c->inm_len = 0;
+	} else if (strcasecmp(c->hname, "if-modified-since") == 0) {
+		c->hkind = H_IMS;
+		c->has_ims = true;
+		c->ims_len = 0;
 	} else if (strcasecmp(c->hname, "expect") == 0) {
 		c->hkind = H_EXPECT;
 		c->has_expect = true;
@@ -208,6 +217,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 		/* A longer If-None-Match cannot match a single ETag of ours; truncation is safe
 		 * because a truncated list never grows a match. */
 		append_capped(c->inm, &c->inm_len, sizeof(c->inm), at, len);
+		break;
+	case H_IMS:
+		/* A longer value is no HTTP-date: cut, it fails to parse and is ignored. */
+		append_capped(c->ims, &c->ims_len, sizeof(c->ims), at, len);
 		break;
 	case H_EXPECT:
 		append_capped(c->expect, &c->expect_len, sizeof(c->expect), at, len);
@@ -485,6 +498,54 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
 	finish_request(c, false);
 }
 
+void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t max_age)
+{
+	struct conn *c = req_conn(req);
+	bool conditional = req->method == HTTP_GET || req->head;
+	bool not_modified = false;
+	/* The ETag is the first header line of the entry: ETag: "..."\r\n */
+	const char *etag = e->hdr + 6;
+	const char *eol = memchr(etag, '\r', e->hdr_len - 6);
+	if (conditional && req->if_none_match != NULL) {
+		not_modified = eol && http_etag_matches(req->if_none_match, etag, (size_t)(eol - etag));
+	} else if (conditional && req->if_modified_since != NULL) {
+		/* RFC 9110 §13.1.3: only without If-None-Match, and only a valid date counts. */
+		int64_t since;
+		not_modified = clock_parse_http_date(req->if_modified_since, &since) &&
+		               e->this_update <= since;
+	}
+	char head[HEAD_MAX];
+	char expires[30];
+	clock_http_date(clock_now() + max_age, expires);
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %s\r\nDate: %s\r\nCache-Control: max-age=%lld, public, "
+	                 "no-transform, must-revalidate\r\nExpires: %s\r\n",
+	                 not_modified ? "304 Not Modified" : "200 OK", c->w->date,
+	                 (long long)max_age, expires);
+	n += connection_header(c, head + n, sizeof(head) - (size_t)n, false);
+	uv_buf_t bufs[3];
+	bufs[0] = uv_buf_init(head, (unsigned)n);
+	unsigned nb = 1;
+	if (not_modified) {
+		/* A 304 carries the validators, not the representation's length or type. */
+		size_t vl = eol ? (size_t)(eol - e->hdr) + 2 : 0;
+		const char *lm = strstr(e->hdr, "Last-Modified:");
+		bufs[nb++] = uv_buf_init((char *)e->hdr, (unsigned)vl);
+		if (lm != NULL) {
+			const char *lme = strstr(lm, "\r\n");
+			bufs[nb++] = uv_buf_init((char *)lm, (unsigned)(lme - lm + 2));
+		}
+		static char crlf[] = "\r\n";
+		bufs[nb++] = uv_buf_init(crlf, 2);
+	} else {
+		bufs[nb++] = uv_buf_init((char *)e->hdr, (unsigned)e->hdr_len);
+		if (!req->head)
+			bufs[nb++] = uv_buf_init((char *)e->der, (unsigned)e->der_len);
+	}
+	send_bufs(c, bufs, nb, cache_entry_ref(e), NULL);
+	finish_request(c, false);
+}
+
 void http_respond_ocsp(struct http_request *req, uint8_t *body, size_t len, bool own,
                        int64_t next_update, bool cacheable)
 {
@@ -587,6 +648,7 @@ static void dispatch(struct conn *c)
 	req->body = c->body.data;
 	req->body_len = c->body.len;
 	req->if_none_match = c->has_inm ? c->inm : NULL;
+	req->if_modified_since = c->has_ims ? c->ims : NULL;
 	http_route(req);
 }
 

@@ -92,6 +92,7 @@ struct http_request {
 	const uint8_t *body;
 	size_t body_len;
 	const char *if_none_match; /* NULL if absent */
+	const char *if_modified_since; /* NULL if absent */
 };
 
 /* Called by the connection for each complete request. The route answers with one of
@@ -107,6 +108,11 @@ void http_async(struct http_request *req, void *job, void (*detach)(void *job));
 
 /* A cached answer: status 200, or 304 when If-None-Match matches its ETag. Borrows e. */
 void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t now);
+
+/* A published file (a CRL): 200, or 304 when If-None-Match matches its ETag or, without
+ * If-None-Match, If-Modified-Since is not before its this_update. e's header lines
+ * start with its ETag and include Last-Modified. Borrows e. */
+void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t max_age);
 
 /* An OCSP body built for this request alone (nonce, several CertIDs, error status).
  * Takes ownership of body (malloc'd) when own is true; copies nothing otherwise

@@ -731,6 +731,25 @@ static void handle_ocsp(struct http_request *req, const uint8_t *der, size_t len
 	}
 }
 
+/* GET /crl/FILE: a published CRL. (No OCSP GET path starts so: a base64 request
+ * begins with 'M'.) */
+static void handle_crl(struct http_request *req, const char *file)
+{
+	struct responder *r = req->worker->server->responder;
+	int64_t max_age = 0;
+	size_t len = strlen(file);
+	const char *q = strchr(file, '?');
+	if (q != NULL)
+		len = (size_t)(q - file); /* a query (a cache buster) names the same file */
+	struct cache_entry *e = crl_publisher_find(r->crl, file, len, clock_now(), &max_age);
+	if (e == NULL) {
+		http_respond_status(req, 404, "no such CRL");
+		return;
+	}
+	http_respond_file(req, e, max_age);
+	cache_entry_unref(e);
+}
+
 static void handle_get(struct http_request *req)
 {
 	const struct config *cfg = req->worker->server->cfg;
@@ -741,6 +760,10 @@ static void handle_get(struct http_request *req)
 	if (strncmp(p, "http://", 7) == 0) {
 		const char *slash = strchr(p + 7, '/');
 		p = slash ? slash : "/";
+	}
+	if (strncmp(p, "/crl/", 5) == 0) {
+		handle_crl(req, p + 5);
+		return;
 	}
 	if (strncmp(p, prefix, pl) != 0) {
 		http_respond_status(req, 404, "not an OCSP path");

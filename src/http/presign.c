@@ -386,7 +386,7 @@ static enum work work_issuer(struct presigner *p, const struct ocsp_issuer *is, 
 	if (pos[0] != 0 && !hex_serial(pos, &after))
 		after.len = 0;
 	char err[256];
-	long n = store_scan(ri->store, ri->store_issuer, &after, now, p->items, cfg->presign_batch,
+	long n = store_scan(ri->store, ri->store_issuer, &after, now, 0, p->items, cfg->presign_batch,
 	                    err, sizeof(err));
 	if (n < 0) {
 		log_warn("presign: issuer %s: %s", is->name, err);

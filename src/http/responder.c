@@ -46,6 +46,24 @@ static struct store *store_for(struct responder *r, const struct config_issuer *
 	return s;
 }
 
+/* CRLs for the issuer's (first) CA certificate, signed with the CA's key: crl_key, or
+ * the OCSP signer's key when the CA signs its own answers. */
+static int add_crls(struct responder *r, const struct config_issuer *ci, X509 *ca,
+                    EVP_PKEY *signer_key, const struct responder_issuer *ri, char *err,
+                    size_t errlen)
+{
+	if (r->crl == NULL && (r->crl = crl_publisher_new(r->cfg, err, errlen)) == NULL)
+		return -1;
+	EVP_PKEY *key = signer_key;
+	if (ci->crl_key != NULL && (key = pem_load_key(ci->crl_key, err, errlen)) == NULL)
+		return -1;
+	int rc = crl_publisher_add(r->crl, ci, ci->db_issuer ? ci->db_issuer : ci->name, ca, key,
+	                           ri->store, ri->store_issuer, err, errlen);
+	if (key != signer_key)
+		EVP_PKEY_free(key);
+	return rc;
+}
+
 static int add_issuer(struct responder *r, const struct config_issuer *ci, char *err,
                       size_t errlen)
 {
@@ -121,6 +139,8 @@ static int add_issuer(struct responder *r, const struct config_issuer *ci, char 
 		log_info("issuer %s: %s, signed by %s (%s), status from %s", name, subject,
 		         is->delegated ? "a delegated responder" : "the CA itself",
 		         ocsp_signer_describe(signer), store->name);
+		if (i == 0 && ci->crl && add_crls(r, ci, ca, key, ri, e, sizeof(e)) != 0)
+			goto out;
 	}
 	ret = 0;
 out:
@@ -162,6 +182,7 @@ void responder_free(struct responder *r)
 {
 	if (r == NULL)
 		return;
+	crl_publisher_free(r->crl);
 	ocsp_issuers_free(r->issuers);
 	for (size_t i = 0; i < r->n_stores; i++)
 		store_free(r->stores[i]);
@@ -227,11 +248,13 @@ static void on_store_change(void *arg, struct store *s, const struct store_seria
 {
 	struct responder *r = arg;
 	if (serials == NULL) {
+		crl_publisher_changed(r->crl, s);
 		cache_clear(r->cache);
 		if (r->l2 != NULL)
 			l2_fence_all(r->l2, clock_now());
 		return;
 	}
+	crl_publisher_changed(r->crl, s);
 	/* The caller may report a serial several times (a notification, then a sweep). */
 	/* A few changes are re-signed at once; a bulk change is left to the pre-signer's
 	 * round (the fences keep old answers from being served meanwhile). */
@@ -310,11 +333,17 @@ int responder_watch(struct responder *r, uv_loop_t *loop)
 		if (rc != 0)
 			return -1;
 	}
+	char err[256];
+	if (r->crl != NULL && crl_publisher_start(r->crl, err, sizeof(err)) != 0) {
+		log_error("%s", err);
+		return -1;
+	}
 	return 0;
 }
 
 void responder_unwatch(struct responder *r)
 {
+	crl_publisher_stop(r->crl);
 	presigner_stop(r->presigner);
 	r->presigner = NULL;
 	if (r->repair != NULL) {

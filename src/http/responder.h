@@ -11,6 +11,7 @@
 #include "cache/l1.h"
 #include "cache/l2.h"
 #include "core/config.h"
+#include "crl/publisher.h"
 #include "db/store.h"
 #include "ocsp/issuers.h"
 #include "ocsp/status.h"
@@ -33,6 +34,7 @@ struct responder {
 	uv_loop_t *watch_loop;     /* where changes are handled */
 	uv_timer_t *repair;        /* rewrites tombstones Redis has not confirmed */
 	struct presigner *presigner;
+	struct crl_publisher *crl; /* NULL when no issuer publishes CRLs */
 	_Atomic unsigned signing; /* signing jobs queued or running */
 	_Atomic uint64_t signed_total;
 	_Atomic uint64_t over_budget;

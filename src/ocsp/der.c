@@ -220,6 +220,40 @@ bool der_put_gentime(struct buf *b, int64_t t)
 	return der_put(b, DER_GENERALIZED_TIME, s, 15);
 }
 
+bool der_put_time(struct buf *b, int64_t t)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	if (gmtime_r(&tt, &tm) == NULL) {
+		b->failed = true;
+		return false;
+	}
+	int year = tm.tm_year + 1900;
+	if (year < 1950 || year > 2049)
+		return der_put_gentime(b, t);
+	char s[13];
+	int vals[6] = {year % 100, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec};
+	for (int i = 0; i < 6; i++) {
+		s[2 * i] = (char)('0' + vals[i] / 10);
+		s[2 * i + 1] = (char)('0' + vals[i] % 10);
+	}
+	s[12] = 'Z';
+	return der_put(b, DER_UTC_TIME, s, 13);
+}
+
+bool der_read_time(struct der_cursor *c, int64_t *t)
+{
+	struct der_cursor save = *c, v;
+	int tag = der_peek_tag(c);
+	size_t want = tag == DER_UTC_TIME ? 13 : 15;
+	if ((tag != DER_UTC_TIME && tag != DER_GENERALIZED_TIME) || !der_read(c, tag, &v) ||
+	    der_len(&v) != want || !clock_parse_asn1_time((const char *)v.p, want, t)) {
+		*c = save;
+		return false;
+	}
+	return true;
+}
+
 bool der_parse_gentime(const struct der_cursor *v, int64_t *t)
 {
 	return der_len(v) == 15 && clock_parse_asn1_time((const char *)v->p, 15, t);

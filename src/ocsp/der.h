@@ -24,6 +24,7 @@ enum {
 	DER_NULL = 0x05,
 	DER_OID = 0x06,
 	DER_ENUMERATED = 0x0a,
+	DER_UTC_TIME = 0x17,
 	DER_GENERALIZED_TIME = 0x18,
 	DER_SEQUENCE = 0x30,
 	DER_SET = 0x31,
@@ -104,6 +105,13 @@ bool der_put_uint(struct buf *b, int tag, uint64_t v);
 
 /* GeneralizedTime YYYYMMDDHHMMSSZ for t (seconds since the epoch, UTC). */
 bool der_put_gentime(struct buf *b, int64_t t);
+
+/* A Time as RFC 5280 §4.1.2.5 wants it: UTCTime for 1950 through 2049, GeneralizedTime
+ * otherwise. */
+bool der_put_time(struct buf *b, int64_t t);
+
+/* Reads a Time: UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ). */
+bool der_read_time(struct der_cursor *c, int64_t *t);
 
 /* Parses a DER GeneralizedTime's contents (YYYYMMDDHHMMSSZ only, as RFC 5280 requires). */
 bool der_parse_gentime(const struct der_cursor *contents, int64_t *t);

@@ -1,0 +1,67 @@
+/*
+ * The CRL publisher: for every issuer with CRLs, and every shard of a partitioned one,
+ * keeps a full CRL and a delta CRL current. A thread of its own builds and signs them
+ * when due (full: every [crl] interval; delta: every delta_interval and soon after a
+ * change), coordinating numbers and the one generator through a repository
+ * (PostgreSQL or a directory), and picks up what other instances published, so that
+ * every instance serves the same bytes. A failed rebuild leaves the last good CRL served.
+ *
+ * Which shard a certificate belongs to: its serial, read as an unsigned big-endian
+ * integer, modulo the issuer's crl_shards. Certificates of shard K carry the
+ * distribution point BASE_URL/NAME-K.crl.
+ */
+#ifndef REVD_CRL_PUBLISHER_H
+#define REVD_CRL_PUBLISHER_H
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/l1.h"
+#include "core/config.h"
+#include "db/store.h"
+
+struct crl_publisher;
+
+struct crl_publisher *crl_publisher_new(const struct config *cfg, char *err, size_t errlen);
+/* Stops the thread if it runs. */
+void crl_publisher_free(struct crl_publisher *p);
+
+/*
+ * Publishes CRLs for an issuer: ca is its certificate and key the CA's key (both
+ * borrowed); store_name is the issuer's name in the store (and in PostgreSQL's
+ * issuers table). Refuses a key that does not match, or file names that collide with
+ * another issuer's. Before crl_publisher_start.
+ */
+int crl_publisher_add(struct crl_publisher *p, const struct config_issuer *ci,
+                      const char *store_name, X509 *ca, EVP_PKEY *key, struct store *store,
+                      struct store_issuer *store_issuer, char *err, size_t errlen);
+
+size_t crl_publisher_count(const struct crl_publisher *p); /* series */
+
+/* One pass over every series: loads what is published, builds what is due. Returns
+ * the number of series that failed (their reasons are logged). */
+int crl_publisher_run_once(struct crl_publisher *p);
+
+int crl_publisher_start(struct crl_publisher *p, char *err, size_t errlen);
+void crl_publisher_stop(struct crl_publisher *p);
+
+/* The store's records for these serials changed (serials NULL: anything may have). */
+void crl_publisher_changed(struct crl_publisher *p, struct store *s);
+
+/*
+ * The current CRL published as file (e.g. "NAME.crl", "NAME-delta.crl", "NAME-3.crl",
+ * or the same names ending in ".pem"): a new reference to its entry, and its
+ * nextUpdate and the max-age to serve it with. NULL if there is none (or it has
+ * lapsed, which revd never serves).
+ */
+struct cache_entry *crl_publisher_find(struct crl_publisher *p, const char *file, size_t len,
+                                       int64_t now, int64_t *max_age);
+
+/* Writes every current CRL (DER) into dir as its file name. Returns the count, or -1
+ * with a message. */
+long crl_publisher_write(struct crl_publisher *p, const char *dir, char *err, size_t errlen);
+
+#endif
