@@ -15,6 +15,7 @@ static const char usage[] =
 	"  revoke     revoke a certificate in PostgreSQL, or release a hold\n"
 	"  status     what an OCSP client would be told about a serial, and why\n"
 	"  presign    watch, pause or throttle the pre-signers sharing a Redis\n"
+	"  crl        bring the CRLs up to date and write them to files\n"
 	"  version    print the version\n"
 	"  help       this text\n";
 
@@ -31,6 +32,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{"serve", cli_serve},   {"db", cli_db},         {"import", cli_import},
 		{"revoke", cli_revoke}, {"status", cli_status}, {"presign", cli_presign},
+		{"crl", cli_crl},
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

@@ -10,6 +10,8 @@ int cli_revoke(int argc, char **argv);
 int cli_status(int argc, char **argv);
 /* Pre-signer control through Redis: src/cli/presign.c. */
 int cli_presign(int argc, char **argv);
+/* CRLs brought up to date and written to files: src/cli/crl.c. */
+int cli_crl(int argc, char **argv);
 
 /* Exit statuses shared by every subcommand. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

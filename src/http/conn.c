@@ -524,24 +524,22 @@ void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t 
 	                 (long long)max_age, expires);
 	n += connection_header(c, head + n, sizeof(head) - (size_t)n, false);
 	uv_buf_t bufs[3];
-	bufs[0] = uv_buf_init(head, (unsigned)n);
 	unsigned nb = 1;
 	if (not_modified) {
 		/* A 304 carries the validators, not the representation's length or type. */
-		size_t vl = eol ? (size_t)(eol - e->hdr) + 2 : 0;
 		const char *lm = strstr(e->hdr, "Last-Modified:");
-		bufs[nb++] = uv_buf_init((char *)e->hdr, (unsigned)vl);
-		if (lm != NULL) {
-			const char *lme = strstr(lm, "\r\n");
-			bufs[nb++] = uv_buf_init((char *)lm, (unsigned)(lme - lm + 2));
-		}
-		static char crlf[] = "\r\n";
-		bufs[nb++] = uv_buf_init(crlf, 2);
+		const char *lme = lm ? strstr(lm, "\r\n") : NULL;
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "%.*s%.*s\r\n",
+		              eol ? (int)(eol - e->hdr) + 2 : 0, e->hdr,
+		              lme ? (int)(lme - lm) + 2 : 0, lm ? lm : "");
+		if ((size_t)n >= sizeof(head))
+			n = (int)sizeof(head) - 1;
 	} else {
 		bufs[nb++] = uv_buf_init((char *)e->hdr, (unsigned)e->hdr_len);
 		if (!req->head)
 			bufs[nb++] = uv_buf_init((char *)e->der, (unsigned)e->der_len);
 	}
+	bufs[0] = uv_buf_init(head, (unsigned)n);
 	send_bufs(c, bufs, nb, cache_entry_ref(e), NULL);
 	finish_request(c, false);
 }
