@@ -352,6 +352,11 @@ void responder_unwatch(struct responder *r)
 	}
 	if (r->l2 != NULL && r->watch_loop != NULL)
 		l2_loop_done(r->l2, r->watch_loop);
+	/* responder_watch started this loop as a serving one too (responder_loop_start):
+	 * its lookup connections go with it, or the loop never ends. */
+	if (r->watch_loop != NULL)
+		for (size_t i = 0; i < r->n_stores; i++)
+			store_loop_done(r->stores[i], r->watch_loop);
 	r->watch_loop = NULL;
 	for (size_t i = 0; i < r->n_stores; i++) {
 		if (is_pg(r->stores[i]))
