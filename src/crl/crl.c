@@ -172,22 +172,20 @@ bool crl_build(const struct crl_spec *spec, const struct crl_entry *entries, siz
 	buf_append(out, spec->issuer_name, spec->issuer_name_len);
 	if (!der_put_time(out, spec->this_update) || !der_put_time(out, spec->next_update)) {
 		set_err(err, errlen, "thisUpdate or nextUpdate out of range");
-		return false;
+		goto fail;
 	}
 	if (n > 0) {
 		size_t m_entries = der_begin(out, DER_SEQUENCE);
 		for (size_t i = 0; i < n; i++)
 			if (!put_entry(out, &entries[i])) {
 				set_err(err, errlen, "CRL entry %zu: a time out of range", i);
-				return false;
+				goto fail;
 			}
 		der_end(out, m_entries);
 	}
 	put_crl_extensions(out, spec);
-	if (!der_end(out, m_tbs) || out->failed) {
-		set_err(err, errlen, "the CRL does not fit in %zu bytes", out->max);
-		return false;
-	}
+	if (!der_end(out, m_tbs) || out->failed)
+		goto fail;
 
 	size_t siglen = 0;
 	uint8_t sig[1024];
@@ -195,19 +193,21 @@ bool crl_build(const struct crl_spec *spec, const struct crl_entry *entries, siz
 	    !ocsp_signer_sign(signer, out->data + tbs_start, out->len - tbs_start, sig,
 	                      &siglen)) {
 		set_err(err, errlen, "signing the CRL failed");
-		return false;
+		goto fail;
 	}
 	buf_append(out, sigalg, len);
 	size_t m_sig = der_begin(out, DER_BIT_STRING);
 	buf_append_byte(out, 0);
 	buf_append(out, sig, siglen);
 	der_end(out, m_sig);
-	if (!der_end(out, m_list) || out->failed) {
+	if (der_end(out, m_list) && !out->failed)
+		return true;
+fail:
+	/* A full buffer is the reason whatever step noticed it. */
+	if (out->failed)
 		set_err(err, errlen, "the CRL does not fit in %zu bytes", out->max);
-		out->len = start;
-		return false;
-	}
-	return true;
+	out->len = start;
+	return false;
 }
 
 /* --- reader --- */
@@ -359,23 +359,27 @@ static bool read_crl_extensions(struct der_cursor *c, struct crl_info *info)
 bool crl_parse(const uint8_t *der, size_t len, struct crl_info *info)
 {
 	memset(info, 0, sizeof(*info));
-	struct der_cursor c = der_cursor_init(der, len), list, tbs, bits, alg, tbs_alg;
+	struct der_cursor c = der_cursor_init(der, len), list, tbs, bits, tbs_alg;
 	int tag;
 	if (!der_read(&c, DER_SEQUENCE, &list) || !der_at_end(&c) ||
 	    !der_read_any(&list, &tag, &tbs, &info->tbs) || tag != DER_SEQUENCE ||
-	    !der_read_any(&list, &tag, &alg, &info->sigalg) || tag != DER_SEQUENCE ||
+	    !der_read_algid(&list, &info->sigalg) ||
 	    !der_read(&list, DER_BIT_STRING, &bits) || !der_at_end(&list) || der_len(&bits) < 2 ||
 	    bits.p[0] != 0)
 		return false;
 	info->sig = der_cursor_init(bits.p + 1, der_len(&bits) - 1);
 
 	int version;
-	struct der_cursor name;
+	struct der_cursor name_start = tbs;
 	if (!der_read_small_uint(&tbs, DER_INTEGER, &version) || version != 1 ||
-	    !der_read_any(&tbs, &tag, &alg, &tbs_alg) || tag != DER_SEQUENCE ||
-	    !der_equals(&tbs_alg, info->sigalg.p, der_len(&info->sigalg)) ||
-	    !der_read_any(&tbs, &tag, &name, &info->issuer) || tag != DER_SEQUENCE ||
-	    !der_read_time(&tbs, &info->this_update))
+	    !der_read_algid(&tbs, &tbs_alg) ||
+	    !der_equals(&tbs_alg, info->sigalg.p, der_len(&info->sigalg)))
+		return false;
+	name_start = tbs;
+	if (!der_read_name(&tbs))
+		return false;
+	info->issuer = der_cursor_init(name_start.p, (size_t)(tbs.p - name_start.p));
+	if (!der_read_time(&tbs, &info->this_update))
 		return false;
 	tag = der_peek_tag(&tbs);
 	if ((tag == DER_UTC_TIME || tag == DER_GENERALIZED_TIME) &&

@@ -276,3 +276,60 @@ bool der_read_oid(struct der_cursor *c, struct der_cursor *oid)
 	}
 	return true;
 }
+
+bool der_tree_valid(struct der_cursor c, int depth)
+{
+	while (!der_at_end(&c)) {
+		int tag;
+		struct der_cursor inner;
+		if (!der_read_any(&c, &tag, &inner, NULL) || tag == 0)
+			return false;
+		if ((tag & DER_CONSTRUCTED) && (depth == 0 || !der_tree_valid(inner, depth - 1)))
+			return false;
+	}
+	return true;
+}
+
+bool der_read_name(struct der_cursor *c)
+{
+	struct der_cursor save = *c, name;
+	if (!der_read(c, DER_SEQUENCE, &name) || !der_tree_valid(name, DER_MAX_DEPTH))
+		goto fail;
+	while (!der_at_end(&name)) {
+		struct der_cursor rdn;
+		if (!der_read(&name, DER_SET, &rdn) || der_at_end(&rdn))
+			goto fail;
+		while (!der_at_end(&rdn)) {
+			struct der_cursor atv, oid;
+			int tag;
+			if (!der_read(&rdn, DER_SEQUENCE, &atv) || !der_read_oid(&atv, &oid) ||
+			    !der_read_any(&atv, &tag, NULL, NULL) || !der_at_end(&atv))
+				goto fail;
+		}
+	}
+	return true;
+fail:
+	*c = save;
+	return false;
+}
+
+bool der_read_algid(struct der_cursor *c, struct der_cursor *whole)
+{
+	struct der_cursor save = *c, alg, oid, params;
+	int tag;
+	if (der_peek_tag(c) != DER_SEQUENCE || !der_read_any(c, &tag, &alg, whole) ||
+	    !der_read_oid(&alg, &oid))
+		goto fail;
+	if (!der_at_end(&alg)) {
+		if (!der_read_any(&alg, &tag, &params, NULL) || !der_at_end(&alg))
+			goto fail;
+		if (tag == DER_NULL && der_len(&params) != 0)
+			goto fail;
+		if (tag != DER_NULL && (tag != DER_SEQUENCE || !der_tree_valid(params, DER_MAX_DEPTH)))
+			goto fail;
+	}
+	return true;
+fail:
+	*c = save;
+	return false;
+}

@@ -77,6 +77,24 @@ bool der_read_small_uint(struct der_cursor *c, int tag, int *val);
  * the last one ended. On failure c is left where it was. */
 bool der_read_oid(struct der_cursor *c, struct der_cursor *oid);
 
+/* How deep der_tree_valid looks into what revd passes on without reading. */
+#define DER_MAX_DEPTH 32
+
+/*
+ * Every element in c, and in every constructed element within (depth levels), is DER
+ * at the level of tags and lengths: for the parts revd passes on without reading their
+ * values. The reserved tag 0 (BER's end-of-contents) is refused.
+ */
+bool der_tree_valid(struct der_cursor c, int depth);
+
+/* A Name (RFC 5280 §4.1.2.4): SEQUENCE OF RelativeDistinguishedName, each a non-empty
+ * SET OF SEQUENCE { type OID, value ANY }; the values are not read. */
+bool der_read_name(struct der_cursor *c);
+
+/* A signature AlgorithmIdentifier: an OID, parameters absent, NULL, or a SEQUENCE
+ * (RSASSA-PSS). Its whole encoding to *whole. */
+bool der_read_algid(struct der_cursor *c, struct der_cursor *whole);
+
 static inline size_t der_len(const struct der_cursor *c)
 {
 	return (size_t)(c->end - c->p);

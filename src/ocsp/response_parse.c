@@ -54,24 +54,6 @@ static bool read_whole(struct der_cursor *c, int tag, struct der_cursor *content
 }
 
 /*
- * Every element in c, and in every constructed element within, is DER at the level of
- * tags and lengths: for the parts revd passes on without reading their values. The
- * reserved tag 0 (BER's end-of-contents) is refused.
- */
-static bool tree_valid(struct der_cursor c, int depth)
-{
-	while (!der_at_end(&c)) {
-		int tag;
-		struct der_cursor inner;
-		if (!der_read_any(&c, &tag, &inner, NULL) || tag == 0)
-			return false;
-		if ((tag & DER_CONSTRUCTED) && (depth == 0 || !tree_valid(inner, depth - 1)))
-			return false;
-	}
-	return true;
-}
-
-/*
  * The contents of singleExtensions [1] (single != NULL) or responseExtensions [1]
  * (single == NULL): Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension. Extensions
  * revd knows are read and must be well formed; an unknown critical one makes the
@@ -179,28 +161,6 @@ static bool parse_single(struct der_cursor *list, struct parse_state *ps,
 	return der_at_end(&one);
 }
 
-/* Name ::= SEQUENCE OF RelativeDistinguishedName; RDN ::= SET SIZE (1..MAX) OF
- * SEQUENCE { type OID, value ANY }. The values are passed on, not read. */
-static bool parse_name(struct der_cursor *c)
-{
-	struct der_cursor name;
-	if (!der_read(c, DER_SEQUENCE, &name) || !tree_valid(name, MAX_DEPTH))
-		return false;
-	while (!der_at_end(&name)) {
-		struct der_cursor rdn;
-		if (!der_read(&name, DER_SET, &rdn) || der_at_end(&rdn))
-			return false;
-		while (!der_at_end(&rdn)) {
-			struct der_cursor atv, oid;
-			int tag;
-			if (!der_read(&rdn, DER_SEQUENCE, &atv) || !der_read_oid(&atv, &oid) ||
-			    !der_read_any(&atv, &tag, NULL, NULL) || !der_at_end(&atv))
-				return false;
-		}
-	}
-	return true;
-}
-
 /* ResponderID ::= CHOICE { byName [1] EXPLICIT Name, byKey [2] EXPLICIT KeyHash } */
 static bool parse_responder_id(struct der_cursor *c, struct ocsp_parsed_response *out)
 {
@@ -212,7 +172,7 @@ static bool parse_responder_id(struct der_cursor *c, struct ocsp_parsed_response
 	if (tag == DER_CTX_CONS(2)) {
 		if (!der_read(&contents, DER_OCTET_STRING, &key) || der_len(&key) != KEY_HASH_LEN)
 			return false;
-	} else if (!parse_name(&contents)) {
+	} else if (!der_read_name(&contents)) {
 		return false;
 	}
 	if (!der_at_end(&contents))
@@ -259,25 +219,6 @@ static bool parse_tbs(struct der_cursor *c, struct parse_state *ps,
 	return der_at_end(&tbs);
 }
 
-/* A signature AlgorithmIdentifier: parameters absent, NULL, or a SEQUENCE
- * (RSASSA-PSS). */
-static bool read_sigalg(struct der_cursor *c, struct der_cursor *whole)
-{
-	struct der_cursor alg, oid, params;
-	if (!read_whole(c, DER_SEQUENCE, &alg, whole) || !der_read_oid(&alg, &oid))
-		return false;
-	if (!der_at_end(&alg)) {
-		int tag;
-		if (!der_read_any(&alg, &tag, &params, NULL) || !der_at_end(&alg))
-			return false;
-		if (tag == DER_NULL && der_len(&params) != 0)
-			return false;
-		if (tag != DER_NULL && (tag != DER_SEQUENCE || !tree_valid(params, MAX_DEPTH)))
-			return false;
-	}
-	return true;
-}
-
 /* A signature BIT STRING: no unused bits (whole octets) and at least one octet. */
 static bool read_signature(struct der_cursor *c, struct der_cursor *sig)
 {
@@ -297,15 +238,15 @@ static bool parse_certificate(struct der_cursor *c)
 	struct der_cursor cert, tbs, field, inner, validity, spki, alg, oid;
 	int tag;
 	if (!der_read(c, DER_SEQUENCE, &cert) || !der_read(&cert, DER_SEQUENCE, &tbs) ||
-	    !read_sigalg(&cert, &field) || !read_signature(&cert, &field) || !der_at_end(&cert))
+	    !der_read_algid(&cert, &field) || !read_signature(&cert, &field) || !der_at_end(&cert))
 		return false;
 	/* version [0] EXPLICIT INTEGER */
 	if (der_peek_tag(&tbs) == DER_CTX_CONS(0) &&
 	    (!der_read(&tbs, DER_CTX_CONS(0), &field) || !der_read_integer(&field, &inner) ||
 	     !der_at_end(&field)))
 		return false;
-	if (!der_read_integer(&tbs, &field) || !read_sigalg(&tbs, &field) || !parse_name(&tbs) ||
-	    !der_read(&tbs, DER_SEQUENCE, &validity) || !parse_name(&tbs) ||
+	if (!der_read_integer(&tbs, &field) || !der_read_algid(&tbs, &field) || !der_read_name(&tbs) ||
+	    !der_read(&tbs, DER_SEQUENCE, &validity) || !der_read_name(&tbs) ||
 	    !der_read(&tbs, DER_SEQUENCE, &spki))
 		return false;
 	for (int i = 0; i < 2; i++) {
@@ -339,7 +280,7 @@ static bool parse_certs(struct der_cursor *c, struct ocsp_parsed_response *out)
 	struct der_cursor tagged, whole, list;
 	if (!read_whole(c, DER_CTX_CONS(0), &tagged, &whole) ||
 	    !der_read(&tagged, DER_SEQUENCE, &list) || !der_at_end(&tagged) ||
-	    !tree_valid(list, MAX_DEPTH))
+	    !der_tree_valid(list, MAX_DEPTH))
 		return false;
 	while (!der_at_end(&list))
 		if (!parse_certificate(&list))
@@ -357,7 +298,7 @@ static bool parse_basic(struct der_cursor *c, struct parse_state *ps,
 	struct der_cursor basic, alg, sig;
 	if (!der_read(c, DER_SEQUENCE, &basic) || !der_at_end(c))
 		return false;
-	if (!parse_tbs(&basic, ps, out) || !read_sigalg(&basic, &alg) ||
+	if (!parse_tbs(&basic, ps, out) || !der_read_algid(&basic, &alg) ||
 	    !read_signature(&basic, &sig))
 		return false;
 	out->sigalg = alg.p;

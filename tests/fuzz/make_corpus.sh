@@ -9,7 +9,10 @@
 # `openssl ca` wrote, and handcrafted lines of every form, good and bad), OUTDIR/fuzz_config
 # (configuration files) and OUTDIR/fuzz_response (OCSP responses from `openssl ocsp -index`
 # for those requests, signed with EC, Ed25519 and RSA keys, every error status, and the
-# RFC 9919 example when ../shared/vectors is there). Needs openssl(1) and scripts/mkpki.sh; the
+# RFC 9919 example when ../shared/vectors is there) and OUTDIR/fuzz_crl (CRLs from `openssl ca
+# -gencrl`: full with every reason, empty, with an IssuingDistributionPoint and freshestCRL, a
+# delta with removeFromCRL, a nextUpdate in GeneralizedTime; and a few NIST PKITS CRLs when
+# ../shared/vectors is there). Needs openssl(1) and scripts/mkpki.sh; the
 # output is meant to be committed, so it stays small. Requests carry random nonces and
 # fresh keys, so each run's files differ; rerun only to change what the seeds cover.
 # Files named regress-* are inputs that once found a bug: kept as they are.
@@ -29,9 +32,9 @@ s7=0x$(serial leaf7) s9=0x$(serial leaf9)
 
 # Regression seeds (regress-*: inputs that once found a bug) are kept; the rest is remade.
 mkdir -p "$out/fuzz_request" "$out/fuzz_get_path" "$out/fuzz_index" "$out/fuzz_config" \
-    "$out/fuzz_response"
+    "$out/fuzz_response" "$out/fuzz_crl"
 find "$out/fuzz_request" "$out/fuzz_get_path" "$out/fuzz_index" "$out/fuzz_config" \
-    "$out/fuzz_response" -type f ! -name 'regress-*' -delete
+    "$out/fuzz_response" "$out/fuzz_crl" -type f ! -name 'regress-*' -delete
 
 # ------------------------------------------------------------------ requests
 R=$out/fuzz_request
@@ -239,6 +242,56 @@ head -c $((len / 2)) "$P/good-by-name.der" >"$P/cut-half.der"
 head -c $((len - 1)) "$P/good-by-name.der" >"$P/cut-last-byte.der"
 { cat "$P/good-by-name.der"; printf '\0'; } >"$P/trailing-zero.der"
 { printf '\x30\x80'; tail -c +3 "$P/status-3.der"; printf '\0\0'; } >"$P/ber-indefinite.der"
+
+# ------------------------------------------------------------------ CRLs
+# Last: the removeFromCRL revocation below changes the issuing CA's index.txt.
+L=$out/fuzz_crl
+crl_der() { openssl crl -in "$1" -outform DER -out "$L/$2"; }
+crl_der "$pki/ca2/crl.pem" full-every-reason.der # written by mkpki.sh
+crl_der "$pki/ca1/crl.pem" empty.der             # the root revoked nothing
+# More CRL extensions: a copy of the issuing CA's configuration with sections for them.
+cat "$pki/ca2/openssl.cnf" - >"$work/crl.cnf" <<'EOF'
+
+[ crl_delta ]
+authorityKeyIdentifier   = keyid:always
+deltaCRL                 = critical, DER:02:02:0F:FF
+issuingDistributionPoint = critical, @idp
+
+[ crl_full_idp ]
+authorityKeyIdentifier   = keyid:always
+issuingDistributionPoint = critical, @idp
+freshestCRL              = URI:http://crl.revd.test/ca2-delta.crl
+
+[ idp ]
+fullname = URI:http://crl.revd.test/ca2.crl
+EOF
+gencrl() { # gencrl CONFIG NAME [ARGS...]: a CRL by that CA, into $L/NAME.der
+    local conf=$1 name=$2
+    shift 2
+    openssl ca -config "$conf" -batch -gencrl -out "$work/$name.pem" "$@" >/dev/null 2>&1
+    crl_der "$work/$name.pem" "$name.der"
+}
+gencrl "$work/crl.cnf" full-idp-freshest -crlexts crl_full_idp
+gencrl "$pki/ca1/openssl.cnf" next-update-2050s -crldays 10000 # GeneralizedTime
+good=$(awk -F'\t' '$3 == "good" { print $6; exit }' "$pki/manifest.tsv")
+openssl ca -config "$work/crl.cnf" -batch -revoke "$pki/$good" -crl_reason removeFromCRL \
+    >/dev/null 2>&1
+gencrl "$work/crl.cnf" delta-remove-from-crl -crlexts crl_delta -crlhours 1
+# Handmade from those: cut short and padded.
+len=$(wc -c <"$L/full-every-reason.der")
+head -c $((len - 1)) "$L/full-every-reason.der" >"$L/cut-last-byte.der"
+{ cat "$L/empty.der"; printf '\0'; } >"$L/trailing-zero.der"
+# NIST PKITS: a delta and its base, IDPs (onlyContainsUserCerts; an indirect CRL's), a
+# GeneralizedTime nextUpdate, a long serial, and two revd refuses (an unknown critical
+# extension; entries with certificateIssuer).
+pkits=$root/../shared/vectors/pkits/crls
+if [[ -d $pkits ]]; then
+    for f in TrustAnchorRootCRL deltaCRLCA1CRL deltaCRLCA1deltaCRL onlyContainsUserCertsCACRL \
+        GeneralizedTimeCRLnextUpdateCACRL LongSerialNumberCACRL UnknownCRLExtensionCACRL \
+        indirectCRLCA3cRLIssuerCRL indirectCRLCA5CRL; do
+        cat "$pkits/$f.crl" >"$L/pkits-$f.der"
+    done
+fi
 
 n=$(find "$out" -type f | wc -l)
 bytes=$(find "$out" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')

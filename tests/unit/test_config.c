@@ -272,7 +272,7 @@ static void test_load_errors_name_file_and_line(void **state)
 	config_init(&c);
 	assert_int_equal(load_text(&c, "[frontend]\nworkers = 1\n", &path, err, sizeof(err)), -1);
 	assert_file_error(err, path, 2,
-	                  "unknown section [frontend] (expected server, ocsp, postgres, redis, presign or issuer NAME)");
+	                  "unknown section [frontend] (expected server, ocsp, postgres, redis, presign, crl or issuer NAME)");
 	free(path);
 	config_free(&c);
 

@@ -375,6 +375,111 @@ static void test_put_gentime(void **state)
 	buf_free(&b);
 }
 
+static void expect_time(int64_t t, int tag, const char *want)
+{
+	size_t n = strlen(want);
+	struct buf b;
+	buf_init(&b, 64);
+	assert_true(der_put_time(&b, t));
+	assert_int_equal(b.len, 2 + n);
+	if (b.data[0] != tag)
+		fail_msg("%lld: tag 0x%02x, not 0x%02x", (long long)t, b.data[0], tag);
+	assert_int_equal(b.data[1], n);
+	assert_memory_equal(b.data + 2, want, n);
+	struct der_cursor c = der_cursor_init(b.data, b.len);
+	int64_t back = 0;
+	assert_true(der_read_time(&c, &back));
+	assert_int_equal(back, t);
+	assert_true(der_at_end(&c));
+	buf_free(&b);
+}
+
+/* UTCTime for 1950 through 2049 (RFC 5280 §4.1.2.5), GeneralizedTime either side. */
+static void test_put_time(void **state)
+{
+	(void)state;
+	expect_time(-631152001LL, DER_GENERALIZED_TIME, "19491231235959Z");
+	expect_time(-631152000LL, DER_UTC_TIME, "500101000000Z");
+	expect_time(0, DER_UTC_TIME, "700101000000Z");
+	expect_time(1709210096, DER_UTC_TIME, "240229123456Z");
+	expect_time(946684799, DER_UTC_TIME, "991231235959Z");
+	expect_time(946684800, DER_UTC_TIME, "000101000000Z");
+	expect_time(2524607999LL, DER_UTC_TIME, "491231235959Z");
+	expect_time(2524608000LL, DER_GENERALIZED_TIME, "20500101000000Z");
+	expect_time(-62135596800LL, DER_GENERALIZED_TIME, "00010101000000Z");
+	/* Year 10000 fits neither. */
+	struct buf b;
+	buf_init(&b, 64);
+	assert_false(der_put_time(&b, 253402300800LL));
+	assert_true(b.failed);
+	buf_free(&b);
+}
+
+static void test_read_time(void **state)
+{
+	(void)state;
+	struct der_cursor c;
+	int64_t t = 0;
+	/* Either form of the same instant; GeneralizedTime is read in any year. */
+	c = CUR(0x17, 0x0d, '2', '4', '0', '2', '2', '9', '1', '2', '3', '4', '5', '6', 'Z');
+	assert_true(der_read_time(&c, &t));
+	assert_int_equal(t, 1709210096);
+	c = CUR(0x18, 0x0f, '2', '0', '2', '4', '0', '2', '2', '9', '1', '2', '3', '4', '5', '6',
+	        'Z');
+	assert_true(der_read_time(&c, &t));
+	assert_int_equal(t, 1709210096);
+	/* The UTCTime century: 49 is 2049, 50 is 1950. */
+	c = CUR(0x17, 0x0d, '4', '9', '1', '2', '3', '1', '2', '3', '5', '9', '5', '9', 'Z');
+	assert_true(der_read_time(&c, &t));
+	assert_int_equal(t, 2524607999LL);
+	c = CUR(0x17, 0x0d, '5', '0', '0', '1', '0', '1', '0', '0', '0', '0', '0', '0', 'Z');
+	assert_true(der_read_time(&c, &t));
+	assert_int_equal(t, -631152000LL);
+
+	t = 42;
+	static const struct {
+		const char *why;
+		int tag;
+		const char *contents;
+	} bad[] = {
+		{"UTCTime without seconds", DER_UTC_TIME, "5001010000Z"},
+		{"UTCTime of GeneralizedTime's length", DER_UTC_TIME, "20240229123456Z"},
+		{"GeneralizedTime of UTCTime's length", DER_GENERALIZED_TIME, "240229123456Z"},
+		{"GeneralizedTime with fractions", DER_GENERALIZED_TIME, "20240229123456.5Z"},
+		{"UTCTime with an offset", DER_UTC_TIME, "240229123456+0000"},
+		{"UTCTime without Z", DER_UTC_TIME, "2402291234560"},
+		{"UTCTime on 30 February", DER_UTC_TIME, "240230123456Z"},
+		{"UTCTime, second 60", DER_UTC_TIME, "240229123460Z"},
+		{"constructed UTCTime", DER_UTC_TIME | DER_CONSTRUCTED, ""},
+		{"a time in an OCTET STRING", DER_OCTET_STRING, "20240229123456Z"},
+		{"a time in an IA5String", 0x16, "240229123456Z"},
+	};
+	for (size_t i = 0; i <= sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t der[32];
+		size_t len;
+		if (i < sizeof(bad) / sizeof(bad[0])) {
+			size_t n = strlen(bad[i].contents);
+			der[0] = (uint8_t)bad[i].tag;
+			der[1] = (uint8_t)n;
+			memcpy(der + 2, bad[i].contents, n);
+			len = 2 + n;
+		} else { /* a good UTCTime cut short */
+			memcpy(der, "\x17\x0d" "240229123456Z", 15);
+			len = 14;
+		}
+		c = der_cursor_init(der, len);
+		const uint8_t *before = c.p;
+		if (der_read_time(&c, &t))
+			fail_msg("accepted: %s",
+			         i < sizeof(bad) / sizeof(bad[0]) ? bad[i].why : "a cut UTCTime");
+		assert_ptr_equal(c.p, before);
+		assert_int_equal(t, 42);
+	}
+	static const uint8_t none[1];
+	c = der_cursor_init(none, 0);
+	assert_false(der_read_time(&c, &t));
+}
+
 static void test_writer_respects_ceiling(void **state)
 {
 	(void)state;
@@ -415,6 +520,8 @@ int main(void)
 		cmocka_unit_test(test_begin_end_nested),
 		cmocka_unit_test(test_put_uint),
 		cmocka_unit_test(test_put_gentime),
+		cmocka_unit_test(test_put_time),
+		cmocka_unit_test(test_read_time),
 		cmocka_unit_test(test_writer_respects_ceiling),
 	};
 	return cmocka_run_group_tests_name("der", tests, NULL, NULL);
