@@ -333,6 +333,11 @@ out:
 
 /* --- building --- */
 
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
 static int build(struct crl_publisher *p, struct crl_series *s, uint64_t number,
                  const struct crl_doc *base, int64_t now, struct buf *out, char *err,
                  size_t errlen)
@@ -340,8 +345,11 @@ static int build(struct crl_publisher *p, struct crl_series *s, uint64_t number,
 	const struct config *cfg = p->cfg;
 	struct entries cur = {0}, delta = {0};
 	int rc = -1;
+	struct timespec t0, t1, t2;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (collect(p, s, now, &cur, err, errlen) != 0)
 		goto out;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	const struct entries *list = &cur;
 	if (base != NULL) {
 		if (delta_entries(base, &cur, now, &delta, err, errlen) != 0)
@@ -369,9 +377,12 @@ static int build(struct crl_publisher *p, struct crl_series *s, uint64_t number,
 	}
 	if (crl_build(&spec, list->v, list->n, s->issuer->signer, out, err, errlen))
 		rc = 0;
+	clock_gettime(CLOCK_MONOTONIC, &t2);
 	if (rc == 0)
-		log_info("CRL %s: %s number %llu, %zu entries, %zu bytes", s->stem,
-		         base ? "delta" : "full", (unsigned long long)number, list->n, out->len);
+		log_info("CRL %s: %s number %llu, %zu entries, %zu bytes; read in %.1f ms, built "
+		         "and signed in %.1f ms",
+		         s->stem, base ? "delta" : "full", (unsigned long long)number, list->n,
+		         out->len, ms_between(&t0, &t1), ms_between(&t1, &t2));
 out:
 	free(cur.v);
 	free(delta.v);
@@ -732,7 +743,18 @@ void crl_publisher_free(struct crl_publisher *p)
 	free(p);
 }
 
-void crl_publisher_changed(struct crl_publisher *p, struct store *st)
+static bool touches(const struct crl_series *s, const struct store_serial *serials, size_t n)
+{
+	if (serials == NULL || !s->partitioned)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (shard_of(serials[i].bytes, serials[i].len, s->issuer->shards) == s->shard)
+			return true;
+	return false;
+}
+
+void crl_publisher_changed(struct crl_publisher *p, struct store *st,
+                           const struct store_serial *serials, size_t n)
 {
 	if (p == NULL)
 		return;
@@ -740,7 +762,7 @@ void crl_publisher_changed(struct crl_publisher *p, struct store *st)
 	bool any = false;
 	for (size_t i = 0; i < p->n_series; i++) {
 		struct crl_series *s = &p->series[i];
-		if (s->issuer->store != st)
+		if (s->issuer->store != st || !touches(s, serials, n))
 			continue;
 		int64_t cur = atomic_load(&s->changed_at);
 		while (cur < now && !atomic_compare_exchange_weak(&s->changed_at, &cur, now))

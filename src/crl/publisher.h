@@ -48,8 +48,10 @@ int crl_publisher_run_once(struct crl_publisher *p);
 int crl_publisher_start(struct crl_publisher *p, char *err, size_t errlen);
 void crl_publisher_stop(struct crl_publisher *p);
 
-/* The store's records for these serials changed (serials NULL: anything may have). */
-void crl_publisher_changed(struct crl_publisher *p, struct store *s);
+/* The store's records for these serials changed (serials NULL: anything may have): the
+ * deltas covering them are rebuilt after [crl] delta_debounce. Any thread. */
+void crl_publisher_changed(struct crl_publisher *p, struct store *s,
+                           const struct store_serial *serials, size_t n);
 
 /*
  * The current CRL published as file (e.g. "NAME.crl", "NAME-delta.crl", "NAME-3.crl",

@@ -247,14 +247,13 @@ static void on_store_change(void *arg, struct store *s, const struct store_seria
                             size_t n)
 {
 	struct responder *r = arg;
+	crl_publisher_changed(r->crl, s, serials, n);
 	if (serials == NULL) {
-		crl_publisher_changed(r->crl, s);
 		cache_clear(r->cache);
 		if (r->l2 != NULL)
 			l2_fence_all(r->l2, clock_now());
 		return;
 	}
-	crl_publisher_changed(r->crl, s);
 	/* The caller may report a serial several times (a notification, then a sweep). */
 	/* A few changes are re-signed at once; a bulk change is left to the pre-signer's
 	 * round (the fences keep old answers from being served meanwhile). */
