@@ -1,10 +1,14 @@
 /* revd crl: brings the configured issuers' CRLs up to date and writes them to files. */
+#include <errno.h>
 #include <getopt.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "crl/publisher.h"
@@ -12,6 +16,7 @@
 
 static const char crl_usage[] =
 	"usage: revd crl --config FILE --out DIR [--issuer NAME]\n"
+	"       revd crl import --config FILE --issuer NAME CRLFILE...\n"
 	"\n"
 	"Brings the CRLs of every issuer with `crl = yes` up to date, as a running revd\n"
 	"would (a full or delta CRL is built and signed only when due, numbered and\n"
@@ -23,6 +28,11 @@ static const char crl_usage[] =
 	"  --out DIR       where to write the CRLs (an existing directory)\n"
 	"  --issuer NAME   only this issuer's CRLs\n"
 	"  -h, --help      this text\n"
+	"\n"
+	"import publishes CRLs the CA signed itself (an issuer with crl_import = yes, or\n"
+	"any issuer with CRLs): each file (PEM or DER, full or delta) must name the CA,\n"
+	"verify with its key and carry a number above every one published; every revd\n"
+	"instance then serves it.\n"
 	"\n"
 	"Exits 0 when every CRL is current and written, 1 when one could not be built or\n"
 	"written (the reason is printed), 2 on a usage or configuration error.\n";
@@ -37,8 +47,129 @@ static const struct option crl_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
+/* A CRL file's DER: the bytes of a PEM "X509 CRL" block as they are, or the file. */
+static uint8_t *read_crl_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct buf b;
+	buf_init(&b, (size_t)4 << 30);
+	uint8_t chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		buf_append(&b, chunk, n);
+	bool bad = ferror(f) || b.failed;
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "%s: cannot read it", path);
+		buf_free(&b);
+		return NULL;
+	}
+	if (b.len > 0 && b.data[0] == 0x30) {
+		*len = b.len;
+		return b.data;
+	}
+	BIO *bio = BIO_new_mem_buf(b.data, (int)b.len);
+	char *name = NULL, *header = NULL;
+	unsigned char *data = NULL;
+	long dlen = 0;
+	uint8_t *out = NULL;
+	if (bio != NULL && PEM_read_bio(bio, &name, &header, &data, &dlen) == 1 &&
+	    strcmp(name, "X509 CRL") == 0 && (out = malloc((size_t)dlen + 1)) != NULL) {
+		memcpy(out, data, (size_t)dlen);
+		*len = (size_t)dlen;
+	} else {
+		snprintf(err, errlen, "%s: neither DER nor a PEM X509 CRL", path);
+	}
+	OPENSSL_free(name);
+	OPENSSL_free(header);
+	OPENSSL_free(data);
+	BIO_free(bio);
+	ERR_clear_error();
+	buf_free(&b);
+	return out;
+}
+
+static int crl_import(int argc, char **argv)
+{
+	const char *config = NULL, *issuer = NULL;
+	optind = 1;
+	opterr = 0;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "h", crl_options, NULL)) != -1) {
+		if (opt == 'h') {
+			fputs(crl_usage, stdout);
+			return CLI_OK;
+		} else if (opt == OPT_CONFIG) {
+			config = optarg;
+		} else if (opt == OPT_ISSUER) {
+			issuer = optarg;
+		} else {
+			fprintf(stderr, "revd crl import: unknown or incomplete option '%s'\n%s",
+			        argv[optind - 1], crl_usage);
+			return CLI_USAGE;
+		}
+	}
+	if (config == NULL || issuer == NULL || optind == argc) {
+		fprintf(stderr, "revd crl import: --config, --issuer and a CRL file are required\n%s",
+		        crl_usage);
+		return CLI_USAGE;
+	}
+	struct config cfg;
+	char err[512];
+	config_init(&cfg);
+	int status = CLI_USAGE;
+	struct responder *r = NULL;
+	if (config_load_file(&cfg, config, err, sizeof(err)) != 0 ||
+	    config_validate(&cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd crl import: %s\n", err);
+		goto done;
+	}
+	bool found = false;
+	for (size_t i = 0; i < cfg.n_issuers; i++) {
+		struct config_issuer *ci = &cfg.issuers[i];
+		if (strcmp(ci->name, issuer) == 0)
+			found = ci->crl;
+		else
+			ci->crl = false;
+	}
+	if (!found) {
+		fprintf(stderr, "revd crl import: no issuer '%s' with CRLs in %s\n", issuer, config);
+		goto done;
+	}
+	log_set_level((enum log_level)cfg.log_level);
+	status = CLI_FAIL;
+	if ((r = responder_new(&cfg, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "revd crl import: %s\n", err);
+		goto done;
+	}
+	int failed = 0;
+	for (int i = optind; i < argc; i++) {
+		size_t len = 0;
+		uint8_t *der = read_crl_file(argv[i], &len, err, sizeof(err));
+		if (der == NULL || crl_publisher_import(r->crl, issuer, der, len, err, sizeof(err)) != 0) {
+			fprintf(stderr, "revd crl import: %s%s%s\n", der ? argv[i] : "", der ? ": " : "",
+			        err);
+			failed++;
+		} else {
+			printf("%s: published\n", argv[i]);
+		}
+		free(der);
+	}
+	status = failed ? CLI_FAIL : CLI_OK;
+done:
+	responder_free(r);
+	config_free(&cfg);
+	return status;
+}
+
 int cli_crl(int argc, char **argv)
 {
+	if (argc > 1 && strcmp(argv[1], "import") == 0)
+		return crl_import(argc - 1, argv + 1);
 	const char *config = NULL, *out = NULL, *issuer = NULL;
 	optind = 1;
 	opterr = 0;

@@ -555,6 +555,12 @@ static int set_issuer(struct config *c, const char *name, const char *key, const
 		return set_bool(&is->include_signer_cert, key, value, err, errlen);
 	if (strcmp(key, "crl") == 0)
 		return set_bool(&is->crl, key, value, err, errlen);
+	if (strcmp(key, "crl_import") == 0) {
+		if (set_bool(&is->crl_import, key, value, err, errlen) != 0)
+			return -1;
+		is->crl = is->crl || is->crl_import;
+		return 0;
+	}
 	if (strcmp(key, "crl_key") == 0) {
 		is->crl = true;
 		return set_str(&is->crl_key, value, err, errlen);
@@ -739,7 +745,14 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 		}
 		if (!is->crl)
 			continue;
-		if (is->crl_key == NULL && is->signer_cert != NULL) {
+		if (is->crl_import && is->crl_key != NULL) {
+			snprintf(err, errlen,
+			         "[issuer %s]: crl_import (the CA signs its CRLs) and crl_key (revd "
+			         "signs them) exclude each other",
+			         is->name);
+			return -1;
+		}
+		if (!is->crl_import && is->crl_key == NULL && is->signer_cert != NULL) {
 			snprintf(err, errlen,
 			         "[issuer %s]: CRLs are signed by the CA; its OCSP signer is delegated, "
 			         "so set crl_key to the CA's key",

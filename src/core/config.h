@@ -36,6 +36,7 @@ struct config_issuer {
 	/* CRLs: published when crl is set; signed by crl_key (default: signer_key when the
 	 * CA signs its own OCSP answers) */
 	bool crl;
+	bool crl_import; /* the CA signs its CRLs itself; revd crl import publishes them */
 	char *crl_key;
 	unsigned crl_shards; /* 0: one CRL; else that many partitioned CRLs */
 };

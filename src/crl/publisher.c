@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -36,7 +37,8 @@ struct crl_doc {
 struct crl_issuer {
 	char name[128];
 	char store_name[128];
-	struct ocsp_signer *signer; /* the CA's key and certificate */
+	struct ocsp_signer *signer; /* the CA's key and certificate; NULL: CRLs are imported */
+	X509 *ca;
 	uint8_t *name_der;          /* the CA's subject */
 	size_t name_len;
 	uint8_t key_id[64];
@@ -109,6 +111,31 @@ static struct cache_entry *make_entry(const uint8_t *body, size_t len, const cha
 	return cache_entry_new(body, len, hdr, (size_t)n);
 }
 
+/* Is idp (an IssuingDistributionPoint's contents) exactly fullName = { URI uri }? */
+static bool idp_is(const struct der_cursor *idp, const char *uri)
+{
+	struct der_cursor c = *idp, dp, full, u;
+	return der_read(&c, DER_CTX_CONS(0), &dp) && der_at_end(&c) &&
+	       der_read(&dp, DER_CTX_CONS(0), &full) && der_at_end(&dp) &&
+	       der_read(&full, DER_CTX_PRIM(6), &u) && der_at_end(&full) &&
+	       der_equals(&u, (const uint8_t *)uri, strlen(uri));
+}
+
+static bool signed_by_ca(const struct crl_issuer *is, const uint8_t *der, size_t len,
+                         const struct crl_info *info)
+{
+	if (is->signer != NULL)
+		return ocsp_signer_verify(is->signer, info->tbs.p, der_len(&info->tbs), info->sig.p,
+		                          der_len(&info->sig));
+	/* Imported: whatever scheme the CA signs with, as OpenSSL verifies it. */
+	const unsigned char *p = der;
+	X509_CRL *crl = d2i_X509_CRL(NULL, &p, (long)len);
+	bool ok = crl != NULL && X509_CRL_verify(crl, X509_get0_pubkey(is->ca)) == 1;
+	X509_CRL_free(crl);
+	ERR_clear_error();
+	return ok;
+}
+
 /* A document from DER a repository holds: parsed, so that what is served is a CRL of
  * this series. NULL (and why in err) if it is not one. */
 static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, size_t len,
@@ -124,8 +151,12 @@ static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, s
 		snprintf(err, errlen, "a CRL of another issuer or kind");
 		return NULL;
 	}
-	if (!ocsp_signer_verify(s->issuer->signer, info.tbs.p, der_len(&info.tbs), info.sig.p,
-	                        der_len(&info.sig))) {
+	if (s->partitioned && !idp_is(&info.idp, s->url_full)) {
+		snprintf(err, errlen, "a CRL of another shard (its issuingDistributionPoint is not %.160s)",
+		         s->url_full);
+		return NULL;
+	}
+	if (!signed_by_ca(s->issuer, der, len, &info)) {
 		snprintf(err, errlen, "the CRL's signature does not verify with the CA's key");
 		return NULL;
 	}
@@ -395,6 +426,8 @@ static enum need decide(const struct crl_publisher *p, const struct crl_series *
 {
 	const struct config *cfg = p->cfg;
 	const struct crl_doc *full = s->full, *delta = s->delta;
+	if (s->issuer->signer == NULL)
+		return NEED_NONE; /* the CA publishes them with revd crl import */
 	if (full == NULL || now >= full->this_update + cfg->crl_interval ||
 	    now >= full->next_update)
 		return NEED_FULL;
@@ -629,8 +662,11 @@ int crl_publisher_add(struct crl_publisher *p, const struct config_issuer *ci,
 	is->store = store;
 	is->store_issuer = store_issuer;
 	is->shards = ci->crl_shards;
-	is->signer = ocsp_signer_new(ca, key, NULL, false, OCSP_RID_BY_KEY, e, sizeof(e));
-	if (is->signer == NULL) {
+	X509_up_ref(ca);
+	is->ca = ca;
+	if (key != NULL &&
+	    (is->signer = ocsp_signer_new(ca, key, NULL, false, OCSP_RID_BY_KEY, e, sizeof(e))) ==
+	            NULL) {
 		snprintf(err, errlen, "CRL key: %s", e);
 		goto fail;
 	}
@@ -677,11 +713,16 @@ int crl_publisher_add(struct crl_publisher *p, const struct config_issuer *ci,
 	/* Counted only now: a failure above leaves the tables as they were. */
 	p->n_series += n_series;
 	p->issuers[p->n_issuers++] = is;
-	log_info("issuer %s: %u CRL%s%s, signed by the CA (%s)", ci->name, n_series,
-	         n_series > 1 ? "s (partitioned)" : "", p->cfg->crl_deltas ? " with deltas" : "",
-	         ocsp_signer_describe(is->signer));
+	if (is->signer != NULL)
+		log_info("issuer %s: %u CRL%s%s, signed by revd with the CA's key (%s)", ci->name,
+		         n_series, n_series > 1 ? "s (partitioned)" : "",
+		         p->cfg->crl_deltas ? " with deltas" : "", ocsp_signer_describe(is->signer));
+	else
+		log_info("issuer %s: %u CRL%s signed by the CA and imported (revd crl import)",
+		         ci->name, n_series, n_series > 1 ? "s (partitioned)" : "");
 	return 0;
 fail:
+	X509_free(is->ca);
 	ocsp_signer_free(is->signer);
 	OPENSSL_free(is->name_der);
 	free(is);
@@ -730,6 +771,7 @@ void crl_publisher_free(struct crl_publisher *p)
 	}
 	for (size_t i = 0; i < p->n_issuers; i++) {
 		ocsp_signer_free(p->issuers[i]->signer);
+		X509_free(p->issuers[i]->ca);
 		OPENSSL_free(p->issuers[i]->name_der);
 		free(p->issuers[i]);
 	}
@@ -840,4 +882,77 @@ long crl_publisher_write(struct crl_publisher *p, const char *dir, char *err, si
 		}
 	}
 	return n;
+}
+
+int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint8_t *der,
+                         size_t len, char *err, size_t errlen)
+{
+	char e[256] = "";
+	struct crl_info info;
+	if (!crl_parse(der, len, &info)) {
+		snprintf(err, errlen, "not a DER X.509 v2 CRL revd can read");
+		return -1;
+	}
+	/* The series: the issuer's one, or the shard whose distribution point it names. */
+	struct crl_series *s = NULL;
+	bool known = false;
+	for (size_t i = 0; i < p->n_series && s == NULL; i++) {
+		struct crl_series *c = &p->series[i];
+		if (strcmp(c->issuer->name, issuer) != 0)
+			continue;
+		known = true;
+		if (!c->partitioned || idp_is(&info.idp, c->url_full))
+			s = c;
+	}
+	if (s == NULL) {
+		snprintf(err, errlen,
+		         known ? "the CRL names none of issuer %s's shards in its "
+		                 "issuingDistributionPoint"
+		               : "no issuer %s with CRLs",
+		         issuer);
+		return -1;
+	}
+	struct crl_doc *d = doc_new(s, der, len, info.is_delta, e, sizeof(e));
+	if (d == NULL) {
+		snprintf(err, errlen, "%s: %s", s->stem, e);
+		return -1;
+	}
+	struct crl_repo *r = s->issuer->repo;
+	struct crl_series_id id = series_id(s);
+	int got = r->ops->lock(r, &id, e, sizeof(e));
+	if (got <= 0) {
+		snprintf(err, errlen, "%s: %s", s->stem,
+		         got == 0 ? "another instance holds the series; try again" : e);
+		doc_free(d);
+		return -1;
+	}
+	uint64_t last = 0;
+	bool ok = load(p, s, &last, e, sizeof(e)) == 0;
+	if (ok && d->number <= last) {
+		snprintf(e, sizeof(e), "CRL number %llu is not above %llu, the last published",
+		         (unsigned long long)d->number, (unsigned long long)last);
+		ok = false;
+	}
+	if (ok && info.is_delta && (s->full == NULL || s->full->number != d->base)) {
+		snprintf(e, sizeof(e), "a delta CRL on number %llu, which is not the current full CRL",
+		         (unsigned long long)d->base);
+		ok = false;
+	}
+	ok = ok && r->ops->publish(r, &id, d->number, d->base, d->this_update, d->next_update, der,
+	                           len, e, sizeof(e)) == 0;
+	char ue[256] = "";
+	ok = r->ops->unlock(r, &id, ok, ue, sizeof(ue)) == 0 && ok;
+	if (!ok) {
+		snprintf(err, errlen, "%s: %s", s->stem, e[0] ? e : ue);
+		doc_free(d);
+		return -1;
+	}
+	if (info.is_delta)
+		s->seen_delta = d->number;
+	else
+		s->seen_full = d->number;
+	log_info("CRL %s: imported %s number %llu, %zu entries", s->stem,
+	         info.is_delta ? "delta" : "full", (unsigned long long)d->number, info.n_entries);
+	install(p, s, d, info.is_delta);
+	return 0;
 }

@@ -31,7 +31,7 @@ void crl_publisher_free(struct crl_publisher *p);
 
 /*
  * Publishes CRLs for an issuer: ca is its certificate and key the CA's key (both
- * borrowed); store_name is the issuer's name in the store (and in PostgreSQL's
+ * borrowed; key NULL: the CA signs them, and they are imported); store_name is the issuer's name in the store (and in PostgreSQL's
  * issuers table). Refuses a key that does not match, or file names that collide with
  * another issuer's. Before crl_publisher_start.
  */
@@ -61,6 +61,15 @@ void crl_publisher_changed(struct crl_publisher *p, struct store *s,
  */
 struct cache_entry *crl_publisher_find(struct crl_publisher *p, const char *file, size_t len,
                                        int64_t now, int64_t *max_age);
+
+/*
+ * Publishes a CRL the CA signed itself (full or delta, as its extensions say) for
+ * issuer: it must name the CA, verify with the CA's key, carry a number above every
+ * one used, and (a shard's) name that shard's distribution point; a delta must be on
+ * the current full CRL. Returns 0, or -1 with the reason.
+ */
+int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint8_t *der,
+                         size_t len, char *err, size_t errlen);
 
 /* Writes every current CRL (DER) into dir as its file name. Returns the count, or -1
  * with a message. */

@@ -54,12 +54,12 @@ static int add_crls(struct responder *r, const struct config_issuer *ci, X509 *c
 {
 	if (r->crl == NULL && (r->crl = crl_publisher_new(r->cfg, err, errlen)) == NULL)
 		return -1;
-	EVP_PKEY *key = signer_key;
+	EVP_PKEY *key = ci->crl_import ? NULL : signer_key;
 	if (ci->crl_key != NULL && (key = pem_load_key(ci->crl_key, err, errlen)) == NULL)
 		return -1;
 	int rc = crl_publisher_add(r->crl, ci, ci->db_issuer ? ci->db_issuer : ci->name, ca, key,
 	                           ri->store, ri->store_issuer, err, errlen);
-	if (key != signer_key)
+	if (key != signer_key && key != NULL)
 		EVP_PKEY_free(key);
 	return rc;
 }
