@@ -443,6 +443,25 @@ static enum need decide(const struct crl_publisher *p, const struct crl_series *
 	return NEED_NONE;
 }
 
+/* Serves what the repository holds as the series' latest full or delta CRL, unless it
+ * is what is served already. One that is not a good CRL of this series is refused and
+ * logged, and the current one stays served. */
+static void take(struct crl_publisher *p, struct crl_series *s, const struct crl_blob *b,
+                 bool delta)
+{
+	const struct crl_doc *cur = delta ? s->delta : s->full;
+	if (b->der == NULL || (cur != NULL && cur->number == b->number))
+		return;
+	char err[256];
+	struct crl_doc *d = doc_new(s, b->der, b->len, delta, err, sizeof(err));
+	if (d == NULL) {
+		log_error("CRL %s: the %s CRL number %llu published is refused: %s", s->stem,
+		          delta ? "delta" : "full", (unsigned long long)b->number, err);
+		return;
+	}
+	install(p, s, d, delta);
+}
+
 /* Reads the series' latest CRLs from the repository and serves them. */
 static int load(struct crl_publisher *p, struct crl_series *s, uint64_t *last, char *err,
                 size_t errlen)
@@ -451,31 +470,18 @@ static int load(struct crl_publisher *p, struct crl_series *s, uint64_t *last, c
 	struct crl_series_id id = series_id(s);
 	struct crl_blob full = {0}, delta = {0};
 	uint64_t last_number = 0;
-	int rc = r->ops->load(r, &id, &full, &delta, &last_number, err, errlen);
-	if (rc == 0 && full.der != NULL && (s->full == NULL || s->full->number != full.number)) {
-		struct crl_doc *d = doc_new(s, full.der, full.len, false, err, errlen);
-		if (d == NULL)
-			rc = -1;
-		else
-			install(p, s, d, false);
-	}
-	if (rc == 0 && delta.der != NULL &&
-	    (s->delta == NULL || s->delta->number != delta.number)) {
-		struct crl_doc *d = doc_new(s, delta.der, delta.len, true, err, errlen);
-		if (d == NULL)
-			rc = -1;
-		else
-			install(p, s, d, true);
-	}
-	if (rc == 0) {
-		s->seen_full = full.number;
-		s->seen_delta = delta.number;
-		if (last != NULL)
-			*last = last_number;
-	}
+	if (r->ops->load(r, &id, s->full ? s->full->number : 0, s->delta ? s->delta->number : 0,
+	                 &full, &delta, &last_number, err, errlen) != 0)
+		return -1;
+	take(p, s, &full, false);
+	take(p, s, &delta, true);
+	s->seen_full = full.number;
+	s->seen_delta = delta.number;
+	if (last != NULL)
+		*last = last_number;
 	crl_blob_clear(&full);
 	crl_blob_clear(&delta);
-	return rc;
+	return 0;
 }
 
 /* Builds, signs and publishes one CRL; *made is what to serve once the generator's turn

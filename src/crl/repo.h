@@ -32,11 +32,13 @@ struct crl_repo_ops {
 	const char *kind;
 	/*
 	 * The latest full CRL, and the latest delta CRL (whatever its base), of a series;
-	 * a blob is left empty when there is none. *last: the highest number ever used.
-	 * Returns 0, or -1 with a message.
+	 * a blob is left empty when there is none, and may carry only its number (der
+	 * NULL) when that is have_full or have_delta: the caller holds it already. *last:
+	 * the highest number ever used. Returns 0, or -1 with a message.
 	 */
-	int (*load)(struct crl_repo *r, const struct crl_series_id *s, struct crl_blob *full,
-	            struct crl_blob *delta, uint64_t *last, char *err, size_t errlen);
+	int (*load)(struct crl_repo *r, const struct crl_series_id *s, uint64_t have_full,
+	            uint64_t have_delta, struct crl_blob *full, struct crl_blob *delta,
+	            uint64_t *last, char *err, size_t errlen);
 	/* The numbers of the latest full and delta CRLs (0: none), cheaply: to notice what
 	 * another instance published. */
 	int (*head)(struct crl_repo *r, const struct crl_series_id *s, uint64_t *full,

@@ -141,9 +141,12 @@ static uint64_t number_of(const struct crl_blob *b)
 	                                                                            : 0;
 }
 
-static int dir_load(struct crl_repo *base, const struct crl_series_id *s, struct crl_blob *full,
-                    struct crl_blob *delta, uint64_t *last, char *err, size_t errlen)
+static int dir_load(struct crl_repo *base, const struct crl_series_id *s, uint64_t have_full,
+                    uint64_t have_delta, struct crl_blob *full, struct crl_blob *delta,
+                    uint64_t *last, char *err, size_t errlen)
 {
+	(void)have_full; /* local files: read whole every time */
+	(void)have_delta;
 	struct dir_repo *r = (struct dir_repo *)base;
 	char path[4096];
 	uint64_t head[3];

@@ -69,21 +69,27 @@ static uint64_t be64(const char *p)
 #define SERIES_WHERE                                                                       \
 	"issuer_id = (SELECT id FROM issuers WHERE name = $1) AND shard = $2::integer"
 
-static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta,
+static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta, uint64_t have,
                  struct crl_blob *b, char *err, size_t errlen)
 {
-	char shard[16];
+	char shard[16], hv[24];
 	snprintf(shard, sizeof(shard), "%u", s->shard);
-	const char *values[2] = {s->issuer, shard};
+	snprintf(hv, sizeof(hv), "%llu", (unsigned long long)have);
+	const char *values[3] = {s->issuer, shard, hv};
+	/* The bytes only when they are not the ones the caller holds. */
 	PGresult *res = run(r, "reading a CRL",
-	                    delta ? "SELECT number, der FROM crls WHERE " SERIES_WHERE
+	                    delta ? "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
+	                            "END FROM crls WHERE " SERIES_WHERE
 	                            " AND delta_base IS NOT NULL ORDER BY number DESC LIMIT 1"
-	                          : "SELECT number, der FROM crls WHERE " SERIES_WHERE
+	                          : "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
+	                            "END FROM crls WHERE " SERIES_WHERE
 	                            " AND delta_base IS NULL ORDER BY number DESC LIMIT 1",
-	                    2, values, 1, err, errlen);
+	                    3, values, 1, err, errlen);
 	if (res == NULL)
 		return -1;
-	if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8) {
+	if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8 && PQgetisnull(res, 0, 1)) {
+		b->number = be64(PQgetvalue(res, 0, 0));
+	} else if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8) {
 		size_t len = (size_t)PQgetlength(res, 0, 1);
 		b->der = malloc(len > 0 ? len : 1);
 		if (b->der == NULL) {
@@ -99,13 +105,14 @@ static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta,
 	return 0;
 }
 
-static int pg_load(struct crl_repo *base, const struct crl_series_id *s, struct crl_blob *full,
-                   struct crl_blob *delta, uint64_t *last, char *err, size_t errlen)
+static int pg_load(struct crl_repo *base, const struct crl_series_id *s, uint64_t have_full,
+                   uint64_t have_delta, struct crl_blob *full, struct crl_blob *delta,
+                   uint64_t *last, char *err, size_t errlen)
 {
 	struct pg_repo *r = (struct pg_repo *)base;
-	if (fetch(r, s, false, full, err, errlen) != 0)
+	if (fetch(r, s, false, have_full, full, err, errlen) != 0)
 		return -1;
-	if (fetch(r, s, true, delta, err, errlen) != 0) {
+	if (fetch(r, s, true, have_delta, delta, err, errlen) != 0) {
 		crl_blob_clear(full);
 		return -1;
 	}
