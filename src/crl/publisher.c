@@ -59,6 +59,10 @@ struct crl_series {
 	struct crl_doc *full, *delta; /* under the publisher's lock */
 	uint64_t seen_full, seen_delta; /* what the repository held when last loaded */
 	_Atomic int64_t changed_at;     /* the latest change heard of; 0: none */
+	/* Changes made while no instance ran are heard of by nobody: this process builds
+	 * a new delta (or, without deltas, a full CRL) once, when it starts. */
+	bool start_pending;
+	int64_t started;
 	int64_t retry_at;               /* after a failure, not before this */
 };
 
@@ -429,12 +433,14 @@ static enum need decide(const struct crl_publisher *p, const struct crl_series *
 	if (s->issuer->signer == NULL)
 		return NEED_NONE; /* the CA publishes them with revd crl import */
 	if (full == NULL || now >= full->this_update + cfg->crl_interval ||
-	    now >= full->next_update)
+	    now >= full->next_update || (s->start_pending && !cfg->crl_deltas))
 		return NEED_FULL;
 	if (!cfg->crl_deltas)
 		return NEED_NONE;
 	if (delta == NULL || delta->base != full->number || delta->number < full->number ||
 	    now >= delta->this_update + cfg->crl_delta_interval || now >= delta->next_update)
+		return NEED_DELTA;
+	if (s->start_pending)
 		return NEED_DELTA;
 	int64_t changed = atomic_load(&s->changed_at);
 	int64_t debounce = ((int64_t)cfg->crl_delta_debounce_ms + 999) / 1000;
@@ -512,8 +518,32 @@ out:
 	return rc;
 }
 
-/* One series: picks up what others published, then builds what is due. */
-static int step(struct crl_publisher *p, struct crl_series *s)
+/* How long a one-shot run (revd crl) waits for another generator to finish. */
+#define LOCK_WAIT_MS 60000
+
+/* Takes the series' generator lock: at once or not at all (wait false), or waiting for
+ * another generator's turn to end. */
+static int take_lock(struct crl_repo *r, const struct crl_series_id *id, bool wait, char *err,
+                     size_t errlen)
+{
+	for (int waited = 0;; waited += 100) {
+		int got = r->ops->lock(r, id, err, errlen);
+		if (got != 0 || !wait)
+			return got;
+		if (waited >= LOCK_WAIT_MS) {
+			snprintf(err, errlen, "another generator has held the series for %d s",
+			         LOCK_WAIT_MS / 1000);
+			return -1;
+		}
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* One series: picks up what others published, then builds what is due. wait: a
+ * one-shot run, which waits for another generator rather than leave the CRLs as they
+ * are. */
+static int step(struct crl_publisher *p, struct crl_series *s, bool wait)
 {
 	char err[256] = "";
 	struct crl_repo *r = s->issuer->repo;
@@ -526,10 +556,16 @@ static int step(struct crl_publisher *p, struct crl_series *s)
 		goto fail;
 	if ((hf != s->seen_full || hd != s->seen_delta) && load(p, s, NULL, err, sizeof(err)) != 0)
 		goto fail;
+	/* A CRL built after the second this process started in covers what it would have:
+	 * changes made before were made while its builder ran, or before that. (The same
+	 * second is not enough: it may have been built just before this start.) */
+	const struct crl_doc *latest = p->cfg->crl_deltas ? s->delta : s->full;
+	if (s->start_pending && latest != NULL && latest->this_update > s->started)
+		s->start_pending = false;
 	if (decide(p, s, now) == NEED_NONE)
 		return 0;
 
-	int got = r->ops->lock(r, &id, err, sizeof(err));
+	int got = take_lock(r, &id, wait, err, sizeof(err));
 	if (got < 0)
 		goto fail;
 	if (got == 0)
@@ -564,6 +600,7 @@ static int step(struct crl_publisher *p, struct crl_series *s)
 	doc_free(delta);
 	if (!ok)
 		goto fail;
+	s->start_pending = false;
 	s->retry_at = 0;
 	return 0;
 fail:
@@ -579,7 +616,7 @@ int crl_publisher_run_once(struct crl_publisher *p)
 	int failed = 0;
 	for (size_t i = 0; i < p->n_series; i++) {
 		p->series[i].retry_at = 0;
-		failed += step(p, &p->series[i]) != 0;
+		failed += step(p, &p->series[i], true) != 0;
 	}
 	return failed;
 }
@@ -591,7 +628,7 @@ static void *publisher_main(void *arg)
 	while (!p->stop) {
 		pthread_mutex_unlock(&p->wake_lock);
 		for (size_t i = 0; i < p->n_series; i++)
-			step(p, &p->series[i]);
+			step(p, &p->series[i], false);
 		pthread_mutex_lock(&p->wake_lock);
 		if (p->stop)
 			break;
@@ -715,6 +752,8 @@ int crl_publisher_add(struct crl_publisher *p, const struct config_issuer *ci,
 			snprintf(s->url_delta, sizeof(s->url_delta), "%s/%s", base, s->file_delta);
 		}
 		atomic_init(&s->changed_at, 0);
+		s->start_pending = key != NULL;
+		s->started = clock_now();
 	}
 	/* Counted only now: a failure above leaves the tables as they were. */
 	p->n_series += n_series;

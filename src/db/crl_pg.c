@@ -68,6 +68,10 @@ static uint64_t be64(const char *p)
 
 #define SERIES_WHERE                                                                       \
 	"issuer_id = (SELECT id FROM issuers WHERE name = $1) AND shard = $2::integer"
+/* Rows count once published through the series (its last_number raised with them):
+ * a row written around it is never served. */
+#define PUBLISHED                                                                          \
+	" AND number <= (SELECT last_number FROM crl_series WHERE " SERIES_WHERE ")"
 
 static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta, uint64_t have,
                  struct crl_blob *b, char *err, size_t errlen)
@@ -80,10 +84,10 @@ static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta, u
 	PGresult *res = run(r, "reading a CRL",
 	                    delta ? "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
 	                            "END FROM crls WHERE " SERIES_WHERE
-	                            " AND delta_base IS NOT NULL ORDER BY number DESC LIMIT 1"
+	                            PUBLISHED " AND delta_base IS NOT NULL ORDER BY number DESC LIMIT 1"
 	                          : "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
 	                            "END FROM crls WHERE " SERIES_WHERE
-	                            " AND delta_base IS NULL ORDER BY number DESC LIMIT 1",
+	                            PUBLISHED " AND delta_base IS NULL ORDER BY number DESC LIMIT 1",
 	                    3, values, 1, err, errlen);
 	if (res == NULL)
 		return -1;
@@ -142,7 +146,7 @@ static int pg_head(struct crl_repo *base, const struct crl_series_id *s, uint64_
 	PGresult *res = run(r, "reading CRL numbers",
 	                    "SELECT coalesce(max(number) FILTER (WHERE delta_base IS NULL), 0), "
 	                    "coalesce(max(number) FILTER (WHERE delta_base IS NOT NULL), 0) "
-	                    "FROM crls WHERE " SERIES_WHERE,
+	                    "FROM crls WHERE " SERIES_WHERE PUBLISHED,
 	                    2, values, 0, err, errlen);
 	if (res == NULL)
 		return -1;
