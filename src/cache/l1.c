@@ -42,7 +42,8 @@ struct cache_entry *cache_entry_new(const uint8_t *der, size_t der_len, const ch
 	memset(e, 0, sizeof(*e));
 	atomic_init(&e->refs, 1);
 	uint8_t *p = (uint8_t *)(e + 1);
-	memcpy(p, der, der_len);
+	if (der != NULL)
+		memcpy(p, der, der_len);
 	e->der = p;
 	e->der_len = der_len;
 	memcpy(p + der_len, hdr, hdr_len);

@@ -35,7 +35,8 @@ struct cache_entry {
 	size_t hdr_len;
 };
 
-/* One allocation holding copies of der and hdr; returns it with one reference. */
+/* One allocation holding copies of der and hdr; returns it with one reference. der
+ * NULL: der_len bytes left for the caller to write at e->der before sharing e. */
 struct cache_entry *cache_entry_new(const uint8_t *der, size_t der_len, const char *hdr,
                                     size_t hdr_len);
 static inline struct cache_entry *cache_entry_ref(struct cache_entry *e)

@@ -112,6 +112,7 @@ static struct cache_entry *make_entry(const uint8_t *body, size_t len, const cha
 	                 etag, lm, type, len);
 	if (n <= 0 || (size_t)n >= sizeof(hdr))
 		return NULL;
+	/* body NULL: the caller writes the len bytes at e->der. */
 	return cache_entry_new(body, len, hdr, (size_t)n);
 }
 
@@ -142,40 +143,62 @@ static bool signed_by_ca(const struct crl_issuer *is, const uint8_t *der, size_t
 
 /* A document from DER a repository holds: parsed, so that what is served is a CRL of
  * this series. NULL (and why in err) if it is not one. */
+/* PEM (RFC 7468) of der, written straight into its entry: 64 characters a line. */
+static struct cache_entry *make_pem_entry(const uint8_t *der, size_t len, const char *etag,
+                                          int64_t this_update)
+{
+	static const char begin[] = "-----BEGIN X509 CRL-----\n", end[] = "-----END X509 CRL-----\n";
+	size_t lines = (len + 47) / 48;
+	size_t size = sizeof(begin) - 1 + (len + 2) / 3 * 4 + lines + sizeof(end) - 1;
+	struct cache_entry *e = make_entry(NULL, size, "application/x-pem-file", etag, this_update);
+	if (e == NULL)
+		return NULL;
+	char *p = (char *)e->der;
+	memcpy(p, begin, sizeof(begin) - 1);
+	p += sizeof(begin) - 1;
+	unsigned char line[65];
+	for (size_t off = 0; off < len; off += 48) {
+		size_t n = len - off < 48 ? len - off : 48;
+		int w = EVP_EncodeBlock(line, der + off, (int)n);
+		memcpy(p, line, (size_t)w);
+		p += w;
+		*p++ = '\n';
+	}
+	memcpy(p, end, sizeof(end) - 1);
+	return e;
+}
+
+/*
+ * A document from DER a repository holds or revd built: parsed, so that what is served
+ * is a CRL of this series. NULL (and why in err) if it is not one. done_with: the
+ * caller's malloc'd copy of der, freed as soon as it is copied (a CRL can be large);
+ * NULL: der stays the caller's.
+ */
 static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, size_t len,
-                               bool delta, char *err, size_t errlen)
+                               bool delta, uint8_t *done_with, char *err, size_t errlen)
 {
 	struct crl_info info;
+	struct crl_doc *d = NULL;
 	if (!crl_parse(der, len, &info) || !info.has_number || info.next_update == 0) {
 		snprintf(err, errlen, "not a CRL revd can serve (no number or nextUpdate)");
-		return NULL;
+		goto fail;
 	}
 	if (info.is_delta != delta ||
 	    !der_equals(&info.issuer, s->issuer->name_der, s->issuer->name_len)) {
 		snprintf(err, errlen, "a CRL of another issuer or kind");
-		return NULL;
+		goto fail;
 	}
 	if (s->partitioned && !idp_is(&info.idp, s->url_full)) {
 		snprintf(err, errlen, "a CRL of another shard (its issuingDistributionPoint is not %.160s)",
 		         s->url_full);
-		return NULL;
+		goto fail;
 	}
 	if (!signed_by_ca(s->issuer, der, len, &info)) {
 		snprintf(err, errlen, "the CRL's signature does not verify with the CA's key");
-		return NULL;
+		goto fail;
 	}
-	struct crl_doc *d = calloc(1, sizeof(*d));
-	char *pem = NULL;
-	long pem_len = 0;
-	BIO *bio = BIO_new(BIO_s_mem());
-	if (d == NULL || bio == NULL ||
-	    PEM_write_bio(bio, "X509 CRL", "", der, (long)len) <= 0) {
-		snprintf(err, errlen, "out of memory");
-		BIO_free(bio);
-		free(d);
-		return NULL;
-	}
-	pem_len = BIO_get_mem_data(bio, &pem);
+	if ((d = calloc(1, sizeof(*d))) == NULL)
+		goto oom;
 	d->number = info.number;
 	d->base = info.delta_base;
 	d->this_update = info.this_update;
@@ -186,22 +209,24 @@ static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, s
 	EVP_Digest(der, len, md, &mdlen, EVP_sha256(), NULL);
 	for (int i = 0; i < 16; i++)
 		snprintf(etag + 2 * i, 3, "%02x", md[i]);
-	d->der = make_entry(der, len, "application/pkix-crl", etag, d->this_update);
+	if ((d->der = make_entry(der, len, "application/pkix-crl", etag, d->this_update)) == NULL)
+		goto oom;
+	free(done_with);
+	done_with = NULL;
 	etag[32] = 'p';
 	etag[33] = 0;
-	d->pem = make_entry((const uint8_t *)pem, (size_t)pem_len, "application/x-pem-file", etag,
-	                    d->this_update);
-	BIO_free(bio);
-	if (d->der == NULL || d->pem == NULL) {
-		snprintf(err, errlen, "out of memory");
-		doc_free(d);
-		return NULL;
-	}
-	d->der->this_update = d->this_update;
-	d->der->next_update = d->next_update;
-	d->pem->this_update = d->this_update;
-	d->pem->next_update = d->next_update;
+	d->pem = make_pem_entry(d->der->der, d->der->der_len, etag, d->this_update);
+	if (d->pem == NULL)
+		goto oom;
+	d->der->this_update = d->pem->this_update = d->this_update;
+	d->der->next_update = d->pem->next_update = d->next_update;
 	return d;
+oom:
+	snprintf(err, errlen, "out of memory");
+fail:
+	free(done_with);
+	doc_free(d);
+	return NULL;
 }
 
 static void install(struct crl_publisher *p, struct crl_series *s, struct crl_doc *d, bool delta)
@@ -452,14 +477,15 @@ static enum need decide(const struct crl_publisher *p, const struct crl_series *
 /* Serves what the repository holds as the series' latest full or delta CRL, unless it
  * is what is served already. One that is not a good CRL of this series is refused and
  * logged, and the current one stays served. */
-static void take(struct crl_publisher *p, struct crl_series *s, const struct crl_blob *b,
+static void take(struct crl_publisher *p, struct crl_series *s, struct crl_blob *b,
                  bool delta)
 {
 	const struct crl_doc *cur = delta ? s->delta : s->full;
 	if (b->der == NULL || (cur != NULL && cur->number == b->number))
 		return;
 	char err[256];
-	struct crl_doc *d = doc_new(s, b->der, b->len, delta, err, sizeof(err));
+	struct crl_doc *d = doc_new(s, b->der, b->len, delta, b->der, err, sizeof(err));
+	b->der = NULL; /* freed by doc_new */
 	if (d == NULL) {
 		log_error("CRL %s: the %s CRL number %llu published is refused: %s", s->stem,
 		          delta ? "delta" : "full", (unsigned long long)b->number, err);
@@ -503,11 +529,12 @@ static int publish(struct crl_publisher *p, struct crl_series *s, uint64_t numbe
 	int rc = -1;
 	if (build(p, s, number, base, now, &b, err, errlen) != 0)
 		goto out;
-	struct crl_doc *d = doc_new(s, b.data, b.len, base != NULL, err, errlen);
+	struct crl_doc *d = doc_new(s, b.data, b.len, base != NULL, b.data, err, errlen);
+	buf_init(&b, 0); /* its bytes were freed by doc_new, once copied */
 	if (d == NULL)
 		goto out;
 	if (r->ops->publish(r, &id, number, base ? base->number : 0, d->this_update,
-	                    d->next_update, b.data, b.len, err, errlen) != 0) {
+	                    d->next_update, d->der->der, d->der->der_len, err, errlen) != 0) {
 		doc_free(d);
 		goto out;
 	}
@@ -957,7 +984,7 @@ int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint
 		         issuer);
 		return -1;
 	}
-	struct crl_doc *d = doc_new(s, der, len, info.is_delta, e, sizeof(e));
+	struct crl_doc *d = doc_new(s, der, len, info.is_delta, NULL, e, sizeof(e));
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: %s", s->stem, e);
 		return -1;
