@@ -145,11 +145,12 @@ class PgCliTest(PgTestCase):
     def test_migrate_refuses_newer_schema(self):
         dsn = self.new_database()
         self.ok("db", "migrate", dsn=dsn)
-        self.q(dsn, "UPDATE revd_schema SET version = 99")
+        self.q(dsn, "UPDATE revd_schema SET version = 99 "
+                    "WHERE version = (SELECT max(version) FROM revd_schema)")
         err = self.fails(1, "db", "migrate", dsn=dsn)
         self.assertIn("revd db migrate: database schema is at version 99, newer than this "
                       "revd knows (%d): upgrade revd" % NEWEST, err)
-        self.assertEqual(self.q(dsn, "SELECT version FROM revd_schema"), "99")
+        self.assertEqual(self.q(dsn, "SELECT max(version) FROM revd_schema"), "99")
 
     def test_migrate_reports_server_error(self):
         dsn = self.new_database()
