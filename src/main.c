@@ -16,6 +16,8 @@ static const char usage[] =
 	"  status     what an OCSP client would be told about a serial, and why\n"
 	"  presign    watch, pause or throttle the pre-signers sharing a Redis\n"
 	"  crl        bring the CRLs up to date and write them to files\n"
+	"  config     check a configuration file (revd config check --config FILE)\n"
+	"  healthcheck  ask a running revd whether it is ready (container probes)\n"
 	"  version    print the version\n"
 	"  help       this text\n";
 
@@ -32,7 +34,7 @@ int main(int argc, char **argv)
 	} commands[] = {
 		{"serve", cli_serve},   {"db", cli_db},         {"import", cli_import},
 		{"revoke", cli_revoke}, {"status", cli_status}, {"presign", cli_presign},
-		{"crl", cli_crl},
+		{"crl", cli_crl},       {"config", cli_config}, {"healthcheck", cli_healthcheck},
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

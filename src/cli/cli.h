@@ -12,6 +12,9 @@ int cli_status(int argc, char **argv);
 int cli_presign(int argc, char **argv);
 /* CRLs brought up to date and written to files: src/cli/crl.c. */
 int cli_crl(int argc, char **argv);
+/* revd config check: src/cli/config.c; revd healthcheck: src/cli/healthcheck.c. */
+int cli_config(int argc, char **argv);
+int cli_healthcheck(int argc, char **argv);
 
 /* Exit statuses shared by every subcommand. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

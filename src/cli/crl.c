@@ -14,6 +14,8 @@
 #include "crl/publisher.h"
 #include "http/responder.h"
 
+extern char **environ;
+
 static const char crl_usage[] =
 	"usage: revd crl --config FILE --out DIR [--issuer NAME]\n"
 	"       revd crl import --config FILE --issuer NAME CRLFILE...\n"
@@ -124,6 +126,7 @@ static int crl_import(int argc, char **argv)
 	int status = CLI_USAGE;
 	struct responder *r = NULL;
 	if (config_load_file(&cfg, config, err, sizeof(err)) != 0 ||
+	    config_apply_env(&cfg, environ, err, sizeof(err)) != 0 ||
 	    config_validate(&cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd crl import: %s\n", err);
 		goto done;
@@ -206,6 +209,7 @@ int cli_crl(int argc, char **argv)
 	int status = CLI_USAGE;
 	struct responder *r = NULL;
 	if (config_load_file(&cfg, config, err, sizeof(err)) != 0 ||
+	    config_apply_env(&cfg, environ, err, sizeof(err)) != 0 ||
 	    config_validate(&cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd crl: %s\n", err);
 		goto done;

@@ -7,6 +7,8 @@
 #include <uv.h>
 
 #include "cli/cli.h"
+
+extern char **environ;
 #include "core/config.h"
 #include "core/log.h"
 #include "http/http.h"
@@ -171,6 +173,12 @@ int cli_serve(int argc, char **argv)
 				return CLI_USAGE;
 			}
 		}
+	}
+	/* Then the environment (containers), then the flags. */
+	if (config_apply_env(&cfg, environ, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		config_free(&cfg);
+		return CLI_USAGE;
 	}
 	optind = 1;
 	opterr = 0;

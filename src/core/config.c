@@ -709,6 +709,47 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 	return -1;
 }
 
+int config_apply_env(struct config *c, char *const *env, char *err, size_t errlen)
+{
+	static const char prefix[] = "REVD_CONF_";
+	static const char *const sections[] = {"server", "ocsp", "postgres", "redis", "presign",
+	                                       "crl"};
+	for (; env != NULL && *env != NULL; env++) {
+		const char *v = *env;
+		if (strncmp(v, prefix, sizeof(prefix) - 1) != 0)
+			continue;
+		const char *eq = strchr(v, '=');
+		const char *name = v + sizeof(prefix) - 1;
+		size_t name_len = eq ? (size_t)(eq - name) : strlen(name);
+		char section[16] = "", key[64];
+		for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+			size_t n = strlen(sections[i]);
+			if (name_len > n + 1 && strncasecmp(name, sections[i], n) == 0 && name[n] == '_') {
+				snprintf(section, sizeof(section), "%s", sections[i]);
+				name += n + 1;
+				name_len -= n + 1;
+				break;
+			}
+		}
+		if (eq == NULL || section[0] == 0 || name_len >= sizeof(key)) {
+			snprintf(err, errlen,
+			         "environment %.*s: expected REVD_CONF_<SECTION>_<KEY>=VALUE with SECTION "
+			         "one of server, ocsp, postgres, redis, presign, crl",
+			         (int)(eq ? (size_t)(eq - v) : strlen(v)), v);
+			return -1;
+		}
+		for (size_t i = 0; i < name_len; i++)
+			key[i] = (char)tolower((unsigned char)name[i]);
+		key[name_len] = 0;
+		char e[256];
+		if (config_set(c, section, key, eq + 1, e, sizeof(e)) != 0) {
+			snprintf(err, errlen, "environment %.*s: %s", (int)(eq - v), v, e);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int config_issuer_store(const struct config *c, const struct config_issuer *is)
 {
 	if (is->store >= 0)

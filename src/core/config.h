@@ -116,6 +116,14 @@ int config_load_file(struct config *c, const char *path, char *err, size_t errle
 int config_set(struct config *c, const char *section, const char *key, const char *value,
                char *err, size_t errlen);
 
+/*
+ * Applies environment overrides, for containers: REVD_CONF_<SECTION>_<KEY>=VALUE sets
+ * KEY in [section] (server, ocsp, postgres, redis, presign or crl; the key in lower
+ * case), e.g. REVD_CONF_POSTGRES_DSN or REVD_CONF_CRL_BASE_URL. env: NULL-terminated
+ * "NAME=VALUE" strings. Returns 0, or -1 with the variable's name and what is wrong.
+ */
+int config_apply_env(struct config *c, char *const *env, char *err, size_t errlen);
+
 /* Where an issuer's status comes from (CONFIG_STORE_*): as set, else its index file if
  * it names one, else PostgreSQL when [postgres] dsn is set. */
 int config_issuer_store(const struct config *c, const struct config_issuer *is);

@@ -765,6 +765,20 @@ static void handle_get(struct http_request *req)
 		handle_crl(req, p + 5);
 		return;
 	}
+	/* Probes (no base64 OCSP request is spelled so). */
+	if (strcmp(p, "/healthz") == 0) {
+		http_respond_status(req, 200, "alive");
+		return;
+	}
+	if (strcmp(p, "/readyz") == 0) {
+		struct responder *r = req->worker->server->responder;
+		if (responder_ready(r))
+			http_respond_status(req, 200, "ready");
+		else
+			http_respond_status(req, 503, "not ready: a status store cannot answer yet "
+			                              "(PostgreSQL unreachable or an issuer not matched)");
+		return;
+	}
 	if (strncmp(p, prefix, pl) != 0) {
 		http_respond_status(req, 404, "not an OCSP path");
 		return;

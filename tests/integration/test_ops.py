@@ -1,0 +1,142 @@
+"""Operating revd: `revd config check` (what is wrong and where), environment overrides
+(REVD_CONF_<SECTION>_<KEY>), the /healthz and /readyz probes, and `revd healthcheck`
+against a real revd over a socket."""
+
+import os
+import socket
+import subprocess
+
+from revd_harness import REVD_BIN, RevdTestCase, http_request, main, main_pki, run
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class OpsTest(RevdTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = main_pki()
+
+    def issuer_config(self, extra=""):
+        a = self.pki_args(self.pki)
+        return ("[issuer main]\nca = %s\nsigner_cert = %s\nsigner_key = %s\nindex = %s\n%s"
+                % (a[3], a[5], a[7], a[1], extra))
+
+    def write(self, name, text):
+        path = os.path.join(self.tmp, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def revd(self, *args, env=None):
+        e = dict(os.environ)
+        e.update(env or {})
+        r = subprocess.run([REVD_BIN] + list(args), capture_output=True, timeout=30, env=e)
+        return r.returncode, r.stdout.decode(errors="replace"), r.stderr.decode(errors="replace")
+
+    def test_config_check_accepts_a_good_file(self):
+        path = self.write("good.conf", "[server]\nlisten = 127.0.0.1:0\n" + self.issuer_config())
+        rc, out, err = self.revd("config", "check", "--config", path)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("%s: OK" % path, out)
+        self.assertIn("main: signed by a delegated responder", out)
+
+    def test_config_check_says_what_and_where(self):
+        cases = [
+            # (file text, environment, what the message must say)
+            ("[server]\nworkers = 1\nbogus = 2\n" + self.issuer_config(), {},
+             ["bad.conf:3: unknown key 'bogus' in [server]"]),
+            ("[server]\nidle_timeout = soon\n" + self.issuer_config(), {},
+             ["bad.conf:2:", "idle_timeout"]),
+            ("[ocsp]\nvalidity = 30d\n" + self.issuer_config(), {}, ["bad.conf:2:", "validity"]),
+            (self.issuer_config().replace("index = ", "index = /nonexistent-dir"), {},
+             ["[issuer main]", "/nonexistent-dir"]),
+            (self.issuer_config(), {"REVD_CONF_SERVER_WORKERS": "many"},
+             ["environment REVD_CONF_SERVER_WORKERS", "workers"]),
+            (self.issuer_config(), {"REVD_CONF_NOSUCH_KEY": "1"},
+             ["environment REVD_CONF_NOSUCH_KEY", "SECTION"]),
+            (self.issuer_config("crl = yes\n"), {}, ["[issuer main]", "crl_key"]),
+        ]
+        for text, env, want in cases:
+            with self.subTest(want=want[0]):
+                path = self.write("bad.conf", text)
+                rc, out, err = self.revd("config", "check", "--config", path, env=env)
+                self.assertEqual(rc, 2, out + err)
+                self.assertNotIn(": OK", out)
+                for w in want:
+                    self.assertIn(w, err)
+                self.assertLessEqual(len(err.splitlines()), 3, err)
+
+    def test_environment_overrides_the_file(self):
+        # The file says one port; the environment another: revd listens on the latter.
+        port = free_port()
+        config = "[server]\nlisten = 127.0.0.1:1\n" + self.issuer_config()
+        r = self.start_revd(config=config, listen=False,
+                            env={"REVD_CONF_SERVER_LISTEN": "127.0.0.1:%d" % port})
+        self.assertEqual(r.port, port)
+        status, _, body = http_request(port, "GET", "/healthz")
+        self.assertEqual(status, 200)
+        # An override that does not parse stops revd before it listens.
+        path = self.write("env.conf", config)
+        e = dict(os.environ, REVD_CONF_OCSP_NONCE="maybe")
+        p = subprocess.run([REVD_BIN, "serve", "--config", path], capture_output=True,
+                           timeout=10, env=e)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn(b"environment REVD_CONF_OCSP_NONCE", p.stderr)
+
+    def test_probes_and_healthcheck(self):
+        r = self.start_revd(config=self.issuer_config())
+        for path, want in (("/healthz", b"alive"), ("/readyz", b"ready")):
+            status, headers, body = http_request(r.port, "GET", path)
+            self.assertEqual(status, 200, path)
+            self.assertIn(want, body)
+            self.assertIn("no-store", headers.get("cache-control", ""))
+        addr = "127.0.0.1:%d" % r.port
+        rc, out, err = self.revd("healthcheck", "--address", addr)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("ready", out)
+        rc, out, err = self.revd("healthcheck", "--address", addr, "--live")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("alive", out)
+        # Nothing listening: a failure with the reason, quickly.
+        rc, out, err = self.revd("healthcheck", "--address", "127.0.0.1:%d" % free_port(),
+                                 "--timeout", "2")
+        self.assertEqual(rc, 1)
+        self.assertIn("refused", err)
+        rc, out, err = self.revd("healthcheck", "--address", "nonsense")
+        self.assertEqual(rc, 2)
+
+    def test_readyz_is_503_while_postgres_is_unreachable(self):
+        # A database that never answers (nothing listens on the port): alive, not ready.
+        dead = free_port()
+        a = self.pki_args(self.pki)
+        config = ("[postgres]\ndsn = host=127.0.0.1 port=%d dbname=x connect_timeout=1\n"
+                  "[issuer main]\nca = %s\nsigner_cert = %s\nsigner_key = %s\n"
+                  % (dead, a[3], a[5], a[7]))
+        r = self.start_revd(config=config)
+        status, _, body = http_request(r.port, "GET", "/healthz")
+        self.assertEqual(status, 200)
+        status, _, body = http_request(r.port, "GET", "/readyz")
+        self.assertEqual(status, 503, body)
+        self.assertIn(b"not ready", body)
+        rc, out, err = self.revd("healthcheck", "--address", "127.0.0.1:%d" % r.port)
+        self.assertEqual(rc, 1)
+        self.assertIn("503", err)
+
+    def test_help_everywhere(self):
+        for cmd in (["serve"], ["db"], ["import"], ["revoke"], ["status"], ["presign"],
+                    ["crl"], ["config"], ["healthcheck"]):
+            with self.subTest(cmd=cmd[0]):
+                rc, out, err = self.revd(*(cmd + ["--help"]))
+                self.assertEqual(rc, 0, err)
+                self.assertIn("usage: revd %s" % cmd[0], out)
+
+
+if __name__ == "__main__":
+    main()
