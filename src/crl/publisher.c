@@ -1028,3 +1028,41 @@ int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint
 	install(p, s, d, info.is_delta);
 	return 0;
 }
+
+void crl_publisher_metrics(struct crl_publisher *p, int64_t now, struct buf *out)
+{
+	if (p == NULL || p->n_series == 0)
+		return;
+	static const struct {
+		const char *name, *help;
+	} m[] = {
+		{"revd_crl_number", "the served CRL's number"},
+		{"revd_crl_this_update_seconds", "the served CRL's thisUpdate, Unix time"},
+		{"revd_crl_next_update_seconds", "the served CRL's nextUpdate, Unix time"},
+		{"revd_crl_age_seconds", "now minus the served CRL's thisUpdate"},
+	};
+	char line[512];
+	for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++) {
+		int n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s gauge\n", m[k].name,
+		                 m[k].help, m[k].name);
+		buf_append(out, line, (size_t)n);
+		pthread_mutex_lock(&p->lock);
+		for (size_t i = 0; i < p->n_series; i++) {
+			const struct crl_series *s = &p->series[i];
+			for (int delta = 0; delta < 2; delta++) {
+				const struct crl_doc *d = delta ? s->delta : s->full;
+				if (d == NULL)
+					continue;
+				double v = k == 0   ? (double)d->number
+				           : k == 1 ? (double)d->this_update
+				           : k == 2 ? (double)d->next_update
+				                    : (double)(now - d->this_update);
+				n = snprintf(line, sizeof(line), "%s{crl=\"%s\"} %.17g\n", m[k].name,
+				             delta ? s->file_delta : s->file_full, v);
+				if (n > 0 && (size_t)n < sizeof(line))
+					buf_append(out, line, (size_t)n);
+			}
+		}
+		pthread_mutex_unlock(&p->lock);
+	}
+}

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "cache/l1.h"
+#include "core/buf.h"
 #include "core/config.h"
 #include "db/store.h"
 
@@ -70,6 +71,10 @@ struct cache_entry *crl_publisher_find(struct crl_publisher *p, const char *file
  */
 int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint8_t *der,
                          size_t len, char *err, size_t errlen);
+
+/* Appends, in the Prometheus text format, each served CRL's number, thisUpdate,
+ * nextUpdate and age at now. NULL p: nothing. */
+void crl_publisher_metrics(struct crl_publisher *p, int64_t now, struct buf *out);
 
 /* Writes every current CRL (DER) into dir as its file name. Returns the count, or -1
  * with a message. */

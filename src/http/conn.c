@@ -544,6 +544,26 @@ void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t 
 	finish_request(c, false);
 }
 
+void http_respond_body(struct http_request *req, int status, const char *type, uint8_t *body,
+                       size_t len)
+{
+	struct conn *c = req_conn(req);
+	char head[HEAD_MAX];
+	int n = snprintf(head, sizeof(head),
+	                 "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+	                 "Cache-Control: no-store\r\n",
+	                 status, http_status_text(status), c->w->date, type, len);
+	n += connection_header(c, head + n, sizeof(head) - (size_t)n, false);
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
+	uv_buf_t bufs[2];
+	bufs[0] = uv_buf_init(head, (unsigned)n);
+	unsigned nb = 1;
+	if (!req->head)
+		bufs[nb++] = uv_buf_init((char *)body, (unsigned)len);
+	send_bufs(c, bufs, nb, NULL, body);
+	finish_request(c, false);
+}
+
 void http_respond_ocsp(struct http_request *req, uint8_t *body, size_t len, bool own,
                        int64_t next_update, bool cacheable)
 {

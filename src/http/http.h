@@ -114,6 +114,11 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
  * start with its ETag and include Last-Modified. Borrows e. */
 void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t max_age);
 
+/* A body of the given type built for this request (takes ownership of the malloc'd
+ * body), not to be cached: /metrics and the like. */
+void http_respond_body(struct http_request *req, int status, const char *type, uint8_t *body,
+                       size_t len);
+
 /* An OCSP body built for this request alone (nonce, several CertIDs, error status).
  * Takes ownership of body (malloc'd) when own is true; copies nothing otherwise
  * (static bytes). cacheable: whether shared caches may keep it. */

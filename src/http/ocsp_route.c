@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "http/http.h"
+#include "http/metrics.h"
 #include "http/responder.h"
 #include "ocsp/request.h"
 #include "ocsp/response_parse.h"
@@ -765,7 +766,16 @@ static void handle_get(struct http_request *req)
 		handle_crl(req, p + 5);
 		return;
 	}
-	/* Probes (no base64 OCSP request is spelled so). */
+	/* Probes and metrics (no base64 OCSP request is spelled so). */
+	if (strcmp(p, "/metrics") == 0) {
+		struct buf b;
+		buf_init(&b, 1 << 20);
+		http_metrics(req->worker->server, &b);
+		size_t len;
+		uint8_t *body = buf_steal(&b, &len);
+		http_respond_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
+		return;
+	}
 	if (strcmp(p, "/healthz") == 0) {
 		http_respond_status(req, 200, "alive");
 		return;

@@ -6,7 +6,8 @@ import os
 import socket
 import subprocess
 
-from revd_harness import REVD_BIN, RevdTestCase, http_request, main, main_pki, run
+from revd_harness import (REVD_BIN, RevdTestCase, http_request, main, main_pki, ocsp_post,
+                          ocsp_request, run)
 
 
 def free_port():
@@ -128,6 +129,45 @@ class OpsTest(RevdTestCase):
         rc, out, err = self.revd("healthcheck", "--address", "127.0.0.1:%d" % r.port)
         self.assertEqual(rc, 1)
         self.assertIn("503", err)
+
+    def metrics(self, port):
+        status, headers, body = http_request(port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertTrue(headers["content-type"].startswith("text/plain; version=0.0.4"))
+        values, typed = {}, set()
+        for line in body.decode().splitlines():
+            if line.startswith("# TYPE "):
+                typed.add(line.split()[2])
+            elif line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+                self.assertIn(name.split("{")[0], typed, "%s has no TYPE line" % name)
+        return values
+
+    def test_metrics(self):
+        crl_dir = os.path.join(self.tmp, "crl")
+        config = "[crl]\ndir = %s\n" % crl_dir + self.issuer_config(
+            "crl_key = %s\n" % self.pki.issuing_key)
+        r = self.start_revd(config=config)
+        before = self.metrics(r.port)
+        self.assertEqual(before["revd_ready"], 1)
+        leaf = self.pki.leaf("good")
+        req = ocsp_request(self.pki.issuing, [leaf["serial"]])
+        for _ in range(3):
+            status, _, _ = ocsp_post(r.port, req)
+            self.assertEqual(status, 200)
+        after = self.metrics(r.port)
+        self.assertGreaterEqual(after["revd_l1_hits_total"] - before["revd_l1_hits_total"], 2)
+        self.assertGreaterEqual(after["revd_l1_misses_total"] - before["revd_l1_misses_total"], 1)
+        self.assertGreaterEqual(after["revd_signatures_total"], 1)
+        self.assertGreaterEqual(after["revd_http_requests_total"],
+                                before["revd_http_requests_total"] + 3)
+        # The CRLs it serves, with their numbers and times.
+        self.assertEqual(after['revd_crl_number{crl="main.crl"}'], 1)
+        self.assertEqual(after['revd_crl_number{crl="main-delta.crl"}'], 2)
+        self.assertGreater(after['revd_crl_next_update_seconds{crl="main.crl"}'],
+                           after['revd_crl_this_update_seconds{crl="main.crl"}'])
+        self.assertLess(after['revd_crl_age_seconds{crl="main.crl"}'], 60)
 
     def test_help_everywhere(self):
         for cmd in (["serve"], ["db"], ["import"], ["revoke"], ["status"], ["presign"],

@@ -1,0 +1,117 @@
+/* GET /metrics: revd's counters in the Prometheus text format (version 0.0.4). */
+#include "http/metrics.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cache/l1.h"
+#include "cache/l2.h"
+#include "core/clock.h"
+#include "crl/publisher.h"
+#include "db/pg.h"
+#include "http/presign.h"
+#include "http/responder.h"
+
+static void put(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(struct buf *b, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* One metric with its HELP and TYPE lines. */
+static void metric(struct buf *b, const char *name, const char *type, const char *help,
+                   double v)
+{
+	put(b, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+}
+
+void http_metrics(struct http_server *s, struct buf *out)
+{
+	struct responder *r = s->responder;
+	uint64_t requests = 0;
+	for (unsigned i = 0; i < s->n_workers; i++)
+		requests += __atomic_load_n(&s->workers[i].requests, __ATOMIC_RELAXED);
+	metric(out, "revd_ready", "gauge", "1 when every status store can answer", responder_ready(r));
+	metric(out, "revd_http_requests_total", "counter", "HTTP requests answered", (double)requests);
+
+	struct cache_stats cs;
+	cache_get_stats(r->cache, &cs);
+	metric(out, "revd_l1_hits_total", "counter", "answers served from memory", (double)cs.hits);
+	metric(out, "revd_l1_misses_total", "counter", "lookups not in memory", (double)cs.misses);
+	metric(out, "revd_l1_waits_total", "counter", "requests that waited for another's fill",
+	       (double)cs.waits);
+	metric(out, "revd_l1_refreshes_total", "counter", "answers re-signed ahead of time",
+	       (double)cs.refreshes);
+	metric(out, "revd_l1_evictions_total", "counter", "answers evicted from memory",
+	       (double)cs.evictions);
+	metric(out, "revd_l1_invalidations_total", "counter", "answers dropped after a change",
+	       (double)cs.invalidations);
+	metric(out, "revd_l1_entries", "gauge", "answers held in memory", (double)cs.entries);
+
+	metric(out, "revd_signatures_total", "counter", "OCSP answers signed by request paths",
+	       (double)atomic_load(&r->signed_total));
+	metric(out, "revd_signing_in_flight", "gauge", "signing jobs queued or running",
+	       (double)atomic_load(&r->signing));
+	metric(out, "revd_signing_over_budget_total", "counter",
+	       "requests answered tryLater because sign_budget was reached",
+	       (double)atomic_load(&r->over_budget));
+
+	if (r->l2 != NULL) {
+		struct l2_stats ls;
+		l2_get_stats(r->l2, &ls);
+		metric(out, "revd_redis_gets_total", "counter", "answers asked of Redis", (double)ls.gets);
+		metric(out, "revd_redis_hits_total", "counter", "answers served from Redis",
+		       (double)ls.hits);
+		metric(out, "revd_redis_misses_total", "counter", "answers Redis did not have",
+		       (double)ls.misses);
+		metric(out, "revd_redis_errors_total", "counter", "Redis commands failed or timed out",
+		       (double)ls.errors);
+		metric(out, "revd_redis_rejected_total", "counter",
+		       "answers from Redis refused (malformed, stale, fenced)", (double)ls.rejected);
+		metric(out, "revd_redis_puts_total", "counter", "answers written to Redis",
+		       (double)ls.puts);
+		metric(out, "revd_redis_fences_held", "gauge",
+		       "changes not yet confirmed written to Redis", (double)ls.fences_held);
+	}
+	if (r->presigner != NULL) {
+		struct presign_stats ps;
+		presigner_get_stats(r->presigner, &ps);
+		metric(out, "revd_presign_signed_total", "counter", "answers pre-signed",
+		       (double)ps.signed_total);
+		metric(out, "revd_presign_queue_depth", "gauge", "answers due and not yet signed",
+		       (double)ps.queue_depth);
+		metric(out, "revd_presign_oldest_answer_age_seconds", "gauge",
+		       "age of the oldest answer seen in the last full round", (double)ps.oldest_age);
+		metric(out, "revd_presign_errors_total", "counter", "pre-signer errors",
+		       (double)ps.errors);
+	}
+	for (size_t i = 0; i < r->n_stores; i++) {
+		if (strcmp(r->stores[i]->ops->kind, "postgres") != 0)
+			continue;
+		struct store_pg_stats pg;
+		store_pg_get_stats(r->stores[i], &pg);
+		metric(out, "revd_pg_lookups_total", "counter", "status lookups in PostgreSQL",
+		       (double)pg.lookups);
+		metric(out, "revd_pg_lookup_failures_total", "counter",
+		       "lookups that failed or timed out (answered tryLater)", (double)pg.lookup_failures);
+		metric(out, "revd_pg_notifications_total", "counter", "change notifications heard",
+		       (double)pg.notifications);
+		metric(out, "revd_pg_reconnects_total", "counter", "connections made again",
+		       (double)pg.reconnects);
+		metric(out, "revd_pg_feed_up", "gauge", "1 while the change feed is connected",
+		       pg.feed_up);
+		metric(out, "revd_commit_to_invalidation_seconds", "gauge",
+		       "last change: from the CA's write to cached answers dropped",
+		       (double)pg.last_notify_lag_us / 1e6);
+		metric(out, "revd_commit_to_invalidation_max_seconds", "gauge",
+		       "the longest such time since start", (double)pg.max_notify_lag_us / 1e6);
+	}
+	crl_publisher_metrics(r->crl, clock_now(), out);
+}
