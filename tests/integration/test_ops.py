@@ -3,6 +3,7 @@
 against a real revd over a socket."""
 
 import os
+import shutil
 import socket
 import subprocess
 
@@ -168,6 +169,27 @@ class OpsTest(RevdTestCase):
         self.assertGreater(after['revd_crl_next_update_seconds{crl="main.crl"}'],
                            after['revd_crl_this_update_seconds{crl="main.crl"}'])
         self.assertLess(after['revd_crl_age_seconds{crl="main.crl"}'], 60)
+
+    def test_man_page(self):
+        page = os.path.join(os.environ.get("REVD_SOURCE_DIR", ""), "man", "revd.1")
+        self.assertTrue(os.path.exists(page), page)
+        with open(page) as f:
+            text = f.read()
+        # Every command `revd help` lists is described there.
+        rc, out, _ = self.revd("help")
+        commands = [l.split()[0] for l in out.split("commands:")[1].splitlines() if l.strip()]
+        self.assertIn("crl", commands)
+        for c in commands:
+            if c in ("version", "help"):
+                continue
+            self.assertRegex(text, r"\n\.B %s\b" % c, "the man page lacks %s" % c)
+        if shutil.which("man") is None:
+            self.skipTest("man is not installed: the page was not rendered")
+        r = subprocess.run(["man", "--warnings", "-l", page], capture_output=True, timeout=30,
+                           env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING="0"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stderr.strip(), b"", r.stderr)
+        self.assertIn(b"revd - OCSP responder", r.stdout)
 
     def test_help_everywhere(self):
         for cmd in (["serve"], ["db"], ["import"], ["revoke"], ["status"], ["presign"],
