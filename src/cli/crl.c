@@ -144,6 +144,7 @@ static int crl_import(int argc, char **argv)
 		goto done;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_json(cfg.log_json);
 	status = CLI_FAIL;
 	if ((r = responder_new(&cfg, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "revd crl import: %s\n", err);
@@ -230,6 +231,7 @@ int cli_crl(int argc, char **argv)
 		}
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_json(cfg.log_json);
 	status = CLI_FAIL;
 	r = responder_new(&cfg, err, sizeof(err));
 	if (r == NULL) {

@@ -214,6 +214,7 @@ int cli_serve(int argc, char **argv)
 		return CLI_USAGE;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_json(cfg.log_json);
 	signal(SIGPIPE, SIG_IGN);
 	if (getenv("UV_THREADPOOL_SIZE") == NULL) {
 		/* Signing runs on libuv's pool: one thread per core, four at least. */

@@ -283,6 +283,14 @@ static int set_server(struct config *c, const char *key, const char *value, char
 		return set_ms(&c->idle_timeout_ms, key, value, 10, 3600000, err, errlen);
 	if (strcmp(key, "write_timeout") == 0)
 		return set_ms(&c->write_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "log_format") == 0) {
+		if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
+			snprintf(err, errlen, "log_format: expected text or json, got '%s'", value);
+			return -1;
+		}
+		c->log_json = strcmp(value, "json") == 0;
+		return 0;
+	}
 	if (strcmp(key, "log_level") == 0) {
 		int l = log_level_parse(value);
 		if (l < 0) {

@@ -56,6 +56,7 @@ struct config {
 	unsigned idle_timeout_ms;
 	unsigned write_timeout_ms;
 	int log_level;
+	bool log_json; /* log_format = json */
 	/* [ocsp] */
 	char *path; /* GET prefix, "/" or "/ocsp" */
 	int64_t validity;

@@ -9,6 +9,31 @@
 #include <time.h>
 
 static _Atomic int current_level = LOG_INFO;
+static _Atomic bool json_lines = false;
+
+void log_set_json(bool json)
+{
+	atomic_store(&json_lines, json);
+}
+
+/* text as the contents of a JSON string (RFC 8259): quotes, backslashes and control
+ * characters escaped; bytes of 0x80 and above passed on (revd logs UTF-8 or ASCII). */
+static size_t json_escape(char *out, size_t cap, const char *text, size_t len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len && o + 7 < cap; i++) {
+		unsigned char c = (unsigned char)text[i];
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	return o;
+}
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level level)
@@ -54,6 +79,18 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const 
 			len += (size_t)k;
 		if (len > sizeof(line) - 2)
 			len = sizeof(line) - 2;
+	}
+	if (atomic_load_explicit(&json_lines, memory_order_relaxed)) {
+		/* The same line as an object: the stamp and level, then the message. */
+		char obj[2048 * 6 + 96];
+		size_t msg_at = (size_t)n;
+		int h = snprintf(obj, sizeof(obj), "{\"ts\":\"%.24s\",\"level\":\"%s\",\"msg\":\"", line,
+		                 level_names[level]);
+		size_t o = (size_t)h;
+		o += json_escape(obj + o, sizeof(obj) - o - 3, line + msg_at, len - msg_at);
+		memcpy(obj + o, "\"}\n", 3);
+		fwrite(obj, 1, o + 3, stderr);
+		return;
 	}
 	line[len++] = '\n';
 	/* One write per line so lines from several threads never interleave. */

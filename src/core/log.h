@@ -2,9 +2,13 @@
 #ifndef REVD_CORE_LOG_H
 #define REVD_CORE_LOG_H
 
+#include <stdbool.h>
+
 enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 void log_set_level(enum log_level level);
+/* Lines as JSON objects, one a line: {"ts":"...","level":"...","msg":"..."}. */
+void log_set_json(bool json);
 enum log_level log_get_level(void);
 /* Parses "error", "warn", "info" or "debug"; returns -1 otherwise. */
 int log_level_parse(const char *s);

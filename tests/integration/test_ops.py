@@ -2,6 +2,7 @@
 (REVD_CONF_<SECTION>_<KEY>), the /healthz and /readyz probes, and `revd healthcheck`
 against a real revd over a socket."""
 
+import json
 import os
 import shutil
 import socket
@@ -169,6 +170,25 @@ class OpsTest(RevdTestCase):
         self.assertGreater(after['revd_crl_next_update_seconds{crl="main.crl"}'],
                            after['revd_crl_this_update_seconds{crl="main.crl"}'])
         self.assertLess(after['revd_crl_age_seconds{crl="main.crl"}'], 60)
+
+    def test_json_logs(self):
+        config = "[server]\nlog_format = json\nlog_level = debug\n" + self.issuer_config()
+        r = self.start_revd(config=config)
+        leaf = self.pki.leaf("good")
+        status, _, _ = ocsp_post(r.port, ocsp_request(self.pki.issuing, [leaf["serial"]]))
+        self.assertEqual(status, 200)
+        r.expect_alive = False
+        self.assertEqual(r.stop(), 0)
+        lines = [l for l in r.stderr().splitlines() if l.strip()]
+        self.assertGreater(len(lines), 3)
+        levels = set()
+        for l in lines:
+            obj = json.loads(l)  # one object a line, nothing else
+            self.assertEqual(sorted(obj), ["level", "msg", "ts"], l)
+            self.assertRegex(obj["ts"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+            levels.add(obj["level"])
+        self.assertIn("info", levels)
+        self.assertTrue(any("listening on" in json.loads(l)["msg"] for l in lines))
 
     def test_man_page(self):
         page = os.path.join(os.environ.get("REVD_SOURCE_DIR", ""), "man", "revd.1")
