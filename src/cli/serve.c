@@ -1,14 +1,20 @@
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <systemd/sd-daemon.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
 #include "cli/cli.h"
 
 extern char **environ;
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "http/http.h"
@@ -106,6 +112,9 @@ struct serve_state {
 	uv_loop_t loop;
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t ready_tick;
+	uv_timer_t watchdog; /* systemd's, when it asks for one */
+	bool watchdog_on;
+	int64_t watchdog_secs;
 	struct http_server *server;
 	struct responder *responder;
 	bool stopped;
@@ -117,6 +126,9 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	if (st->stopped)
 		return;
 	st->stopped = true;
+	sd_notify(0, "STOPPING=1");
+	if (st->watchdog_on)
+		uv_close((uv_handle_t *)&st->watchdog, NULL);
 	log_info("%s: finishing requests in flight, then exiting", strsignal(signum));
 	http_server_stop(st->server);
 	responder_unwatch(st->responder);
@@ -128,6 +140,51 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 static void on_hup(uv_signal_t *h, int signum)
 {
 	log_info("SIGHUP: configuration reload is not supported yet; index files reload by themselves");
+}
+
+/* systemd's watchdog is fed only while every worker loop still turns: each updates its
+ * Date string once a second, so one that has not for longer than the watchdog period is
+ * stuck, and systemd should restart revd. */
+static void on_watchdog(uv_timer_t *t)
+{
+	struct serve_state *st = t->data;
+	int64_t now = clock_now();
+	for (unsigned i = 0; i < st->server->n_workers; i++) {
+		int64_t seen = __atomic_load_n(&st->server->workers[i].date_sec, __ATOMIC_RELAXED);
+		if (now - seen > st->watchdog_secs) {
+			log_error("worker %u has not turned for %llds: not telling systemd all is well", i,
+			          (long long)(now - seen));
+			return;
+		}
+	}
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Runs as [server] user from here on: the ports are bound and the keys read. */
+static int drop_privileges(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "[server] user: no user '%s'", user);
+		return -1;
+	}
+	if (getuid() == pw->pw_uid && geteuid() == pw->pw_uid)
+		return 0;
+	if (geteuid() != 0) {
+		snprintf(err, errlen, "[server] user: only root can become '%s'", user);
+		return -1;
+	}
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0) {
+		snprintf(err, errlen, "[server] user: cannot become '%s': %s", user, strerror(errno));
+		return -1;
+	}
+	/* Dropped for good: root cannot be regained. */
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "[server] user: '%s' could become root again", user);
+		return -1;
+	}
+	log_info("running as %s (uid %u, gid %u)", user, (unsigned)pw->pw_uid, (unsigned)pw->pw_gid);
+	return 0;
 }
 
 static void on_ready_tick(uv_timer_t *t)
@@ -235,6 +292,10 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "revd serve: %s\n", err);
 		goto out;
 	}
+	if (cfg.user != NULL && drop_privileges(cfg.user, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		goto out;
+	}
 	uv_loop_init(&st.loop);
 	uv_signal_init(&st.loop, &st.sigint);
 	uv_signal_init(&st.loop, &st.sigterm);
@@ -253,6 +314,16 @@ int cli_serve(int argc, char **argv)
 		_exit(CLI_FAIL); /* threads may be running: no orderly teardown from here */
 	}
 	log_info("revd %s ready", REVD_VERSION);
+	sd_notifyf(0, "READY=1\nSTATUS=serving on %s", st.server->bound[0]);
+	uint64_t wd_usec = 0;
+	if (sd_watchdog_enabled(0, &wd_usec) > 0 && wd_usec > 0) {
+		st.watchdog_secs = (int64_t)(wd_usec / 1000000) > 2 ? (int64_t)(wd_usec / 1000000) : 2;
+		uv_timer_init(&st.loop, &st.watchdog);
+		st.watchdog.data = &st;
+		uint64_t every = wd_usec / 2000 > 0 ? wd_usec / 2000 : 1;
+		uv_timer_start(&st.watchdog, on_watchdog, every, every);
+		st.watchdog_on = true;
+	}
 	uv_run(&st.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&st.loop);
 	log_info("stopped");

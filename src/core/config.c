@@ -78,6 +78,7 @@ void config_free(struct config *c)
 	for (size_t i = 0; i < c->n_issuers; i++)
 		issuer_free(&c->issuers[i]);
 	free(c->path);
+	free(c->user);
 	free(c->pg_dsn);
 	free(c->redis_address);
 	free(c->redis_prefix);
@@ -283,6 +284,8 @@ static int set_server(struct config *c, const char *key, const char *value, char
 		return set_ms(&c->idle_timeout_ms, key, value, 10, 3600000, err, errlen);
 	if (strcmp(key, "write_timeout") == 0)
 		return set_ms(&c->write_timeout_ms, key, value, 10, 3600000, err, errlen);
+	if (strcmp(key, "user") == 0)
+		return set_str(&c->user, value, err, errlen);
 	if (strcmp(key, "log_format") == 0) {
 		if (strcmp(value, "text") != 0 && strcmp(value, "json") != 0) {
 			snprintf(err, errlen, "log_format: expected text or json, got '%s'", value);

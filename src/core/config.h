@@ -57,6 +57,7 @@ struct config {
 	unsigned write_timeout_ms;
 	int log_level;
 	bool log_json; /* log_format = json */
+	char *user;    /* run as this user (and its group) once the ports are bound */
 	/* [ocsp] */
 	char *path; /* GET prefix, "/" or "/ocsp" */
 	int64_t validity;

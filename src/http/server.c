@@ -365,6 +365,12 @@ void http_server_free(struct http_server *s)
 		return;
 	for (unsigned i = 0; i < s->n_workers; i++) {
 		struct http_worker *w = &s->workers[i];
+		if (w->server == NULL) {
+			/* Never started: only its bound sockets to close. */
+			for (size_t a = 0; a < w->n_listeners; a++)
+				close(w->listen_fds[a]);
+			continue;
+		}
 		if (uv_loop_close(&w->loop) != 0)
 			log_warn("worker %u: handles still open at exit", i);
 		pthread_mutex_destroy(&w->mail_lock);

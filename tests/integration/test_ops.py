@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 
 from revd_harness import (REVD_BIN, RevdTestCase, http_request, main, main_pki, ocsp_post,
                           ocsp_request, run)
@@ -189,6 +190,64 @@ class OpsTest(RevdTestCase):
             levels.add(obj["level"])
         self.assertIn("info", levels)
         self.assertTrue(any("listening on" in json.loads(l)["msg"] for l in lines))
+
+    def test_systemd_notify_and_watchdog(self):
+        # systemd's side of Type=notify with WatchdogSec: a datagram socket revd reports to.
+        path = os.path.join(self.tmp, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+        sock.settimeout(10)
+        r = self.start_revd(config=self.issuer_config(),
+                            env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+        got = []
+        while not any("READY=1" in m for m in got):
+            got.append(sock.recv(4096).decode())
+        ready = [m for m in got if "READY=1" in m][0]
+        self.assertIn("STATUS=serving on 127.0.0.1:%d" % r.port, ready)
+        # Fed every 200 ms while the workers turn.
+        pings, t0 = 0, time.monotonic()
+        while pings < 4:
+            if sock.recv(4096).decode() == "WATCHDOG=1":
+                pings += 1
+        self.assertLess(time.monotonic() - t0, 5)
+        r.expect_alive = False
+        self.assertEqual(r.stop(), 0)
+        rest = []
+        sock.settimeout(2)
+        try:
+            while True:
+                rest.append(sock.recv(4096).decode())
+        except socket.timeout:
+            pass
+        self.assertIn("STOPPING=1", rest)
+        sock.close()
+
+    def test_user_switch_refused_without_a_user(self):
+        config = "[server]\nuser = no-such-user-revd\n" + self.issuer_config()
+        code, err = self.run_revd_fail(["--listen", "127.0.0.1:0"], config=config)
+        self.assertEqual(code, 1, err)
+        self.assertIn("[server] user: no user 'no-such-user-revd'", err)
+        self.assertNotIn("revd 0.1.0 ready", err)
+
+    def test_user_switch(self):
+        if os.geteuid() != 0:
+            self.skipTest("switching users needs root")
+        import pwd
+        try:
+            nobody = pwd.getpwnam("nobody")
+        except KeyError:
+            self.skipTest("no user nobody")
+        # Files readable by anyone: the keys are read before the switch anyway.
+        config = "[server]\nuser = nobody\n" + self.issuer_config()
+        r = self.start_revd(config=config)
+        with open("/proc/%d/status" % r.proc.pid) as f:
+            status = f.read()
+        uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
+        self.assertEqual(set(uid_line.split()[1:]), {str(nobody.pw_uid)}, uid_line)
+        leaf = self.pki.leaf("good")
+        st, _, _ = ocsp_post(r.port, ocsp_request(self.pki.issuing, [leaf["serial"]]))
+        self.assertEqual(st, 200)
+        self.assertIn("running as nobody", r.stderr())
 
     def test_man_page(self):
         page = os.path.join(os.environ.get("REVD_SOURCE_DIR", ""), "man", "revd.1")
