@@ -113,6 +113,8 @@ struct serve_state {
 	uv_signal_t sigint, sigterm, sighup;
 	uv_timer_t ready_tick;
 	uv_timer_t watchdog; /* systemd's, when it asks for one */
+	int argc;
+	char **argv; /* read again on SIGHUP */
 	bool watchdog_on;
 	int64_t watchdog_secs;
 	struct http_server *server;
@@ -137,9 +139,36 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	uv_close((uv_handle_t *)&st->sighup, NULL);
 }
 
+static int read_config(int argc, char **argv, struct config *cfg, bool *help, char *err,
+                       size_t errlen);
+
+/*
+ * SIGHUP: the configuration is read again. Signers (keys and certificates) and the log
+ * level and format are replaced without closing a connection; a configuration that does
+ * not load, or whose new signers do not, is refused and the running one kept. Other
+ * changes need a restart, which is said.
+ */
 static void on_hup(uv_signal_t *h, int signum)
 {
-	log_info("SIGHUP: configuration reload is not supported yet; index files reload by themselves");
+	(void)signum;
+	struct serve_state *st = h->data;
+	struct config nc;
+	char err[4096];
+	bool help;
+	config_init(&nc);
+	sd_notify(0, "RELOADING=1");
+	if (read_config(st->argc, st->argv, &nc, &help, err, sizeof(err)) != CLI_OK || help) {
+		log_error("SIGHUP: the configuration is refused, the running one kept: %s", err);
+	} else if (responder_reload_signers(st->responder, &nc, err, sizeof(err)) != 0) {
+		log_error("SIGHUP: the new signers are refused, the running ones kept: %s", err);
+	} else {
+		log_set_level((enum log_level)nc.log_level);
+		log_set_json(nc.log_json);
+		log_info("SIGHUP: signers and logging reloaded; other changes take effect at the "
+		         "next restart");
+	}
+	config_free(&nc);
+	sd_notify(0, "READY=1");
 }
 
 /* systemd's watchdog is fed only while every worker loop still turns: each updates its
@@ -213,62 +242,62 @@ static void wait_ready(struct serve_state *st)
 		         "tryLater until it is");
 }
 
-int cli_serve(int argc, char **argv)
+/* The configuration from the file, then the environment, then the flags; validated.
+ * CLI_OK (and *help when the flags asked for it), or CLI_USAGE with the reason in err. */
+static int read_config(int argc, char **argv, struct config *cfg, bool *help, char *err,
+                       size_t errlen)
 {
-	struct config cfg;
-	char err[512];
-	int status = CLI_FAIL;
-	config_init(&cfg);
-
+	*help = false;
 	/* The file first, so flags override it whatever their order. */
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
-		if ((strcmp(a, "--config") == 0 || strcmp(a, "-config") == 0) && i + 1 < argc) {
-			if (config_load_file(&cfg, argv[i + 1], err, sizeof(err)) != 0) {
-				fprintf(stderr, "revd serve: %s\n", err);
-				config_free(&cfg);
-				return CLI_USAGE;
-			}
-		}
+		if ((strcmp(a, "--config") == 0 || strcmp(a, "-config") == 0) && i + 1 < argc &&
+		    config_load_file(cfg, argv[i + 1], err, errlen) != 0)
+			return CLI_USAGE;
 	}
 	/* Then the environment (containers), then the flags. */
-	if (config_apply_env(&cfg, environ, err, sizeof(err)) != 0) {
-		fprintf(stderr, "revd serve: %s\n", err);
-		config_free(&cfg);
+	if (config_apply_env(cfg, environ, err, errlen) != 0)
 		return CLI_USAGE;
-	}
 	optind = 1;
 	opterr = 0;
 	int opt;
 	while ((opt = getopt_long_only(argc, argv, "h", serve_options, NULL)) != -1) {
 		if (opt == 'h') {
-			fputs(serve_usage, stdout);
-			config_free(&cfg);
+			*help = true;
 			return CLI_OK;
 		}
 		if (opt == '?' || opt == ':') {
-			fprintf(stderr, "revd serve: unknown or incomplete option '%s'\n%s", argv[optind - 1],
-			        serve_usage);
-			config_free(&cfg);
+			snprintf(err, errlen, "unknown or incomplete option '%s'\n%s", argv[optind - 1],
+			         serve_usage);
 			return CLI_USAGE;
 		}
-		if (apply_option(&cfg, opt, optarg, err, sizeof(err)) != 0) {
-			fprintf(stderr, "revd serve: %s\n", err);
-			config_free(&cfg);
+		if (apply_option(cfg, opt, optarg, err, errlen) != 0)
 			return CLI_USAGE;
-		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "revd serve: unexpected argument '%s'\n", argv[optind]);
-		config_free(&cfg);
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return CLI_USAGE;
 	}
-	if (cfg.n_listen == 0)
-		config_set(&cfg, "server", "listen", "127.0.0.1:8080", err, sizeof(err));
-	if (config_validate(&cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "revd serve: %s\n", err);
+	if (cfg->n_listen == 0)
+		config_set(cfg, "server", "listen", "127.0.0.1:8080", err, errlen);
+	return config_validate(cfg, err, errlen) == 0 ? CLI_OK : CLI_USAGE;
+}
+
+int cli_serve(int argc, char **argv)
+{
+	struct config cfg;
+	char err[4096];
+	int status = CLI_FAIL;
+	config_init(&cfg);
+	bool help;
+	int rc = read_config(argc, argv, &cfg, &help, err, sizeof(err));
+	if (rc != CLI_OK || help) {
+		if (help)
+			fputs(serve_usage, stdout);
+		else
+			fprintf(stderr, "revd serve: %s\n", err);
 		config_free(&cfg);
-		return CLI_USAGE;
+		return rc;
 	}
 	log_set_level((enum log_level)cfg.log_level);
 	log_set_json(cfg.log_json);
@@ -282,6 +311,8 @@ int cli_serve(int argc, char **argv)
 	}
 
 	struct serve_state st = {0};
+	st.argc = argc;
+	st.argv = argv;
 	st.responder = responder_new(&cfg, err, sizeof(err));
 	if (st.responder == NULL) {
 		fprintf(stderr, "revd serve: %s\n", err);

@@ -371,9 +371,11 @@ static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_
 		return NULL; /* a tombstone: the record changed and nobody has signed it yet */
 	struct ocsp_parsed_response p;
 	size_t rid_len = 0, alg_len = 0, certs_len = 0;
-	const uint8_t *rid = ocsp_signer_responder_id(is->signer, &rid_len);
-	const uint8_t *alg = ocsp_signer_sigalg(is->signer, &alg_len);
-	const uint8_t *certs = ocsp_signer_certs(is->signer, &certs_len);
+	/* Read once: a reload may replace it meanwhile (the old one stays alive). */
+	const struct ocsp_signer *signer = is->signer;
+	const uint8_t *rid = ocsp_signer_responder_id(signer, &rid_len);
+	const uint8_t *alg = ocsp_signer_sigalg(signer, &alg_len);
+	const uint8_t *certs = ocsp_signer_certs(signer, &certs_len);
 	const char *why = NULL;
 	if (ocsp_response_parse(lv.der, lv.der_len, &p) != OCSP_PARSE_OK)
 		why = "does not parse";
@@ -393,7 +395,7 @@ static struct cache_entry *accept_l2(struct ocsp_job *j, const uint8_t *v, size_
 	         p.single.this_update > now + 300 || lv.refresh_at > p.single.next_update)
 		why = "is not current";
 	else if (r->cfg->redis_verify == CONFIG_VERIFY_SIGNATURE &&
-	         !ocsp_parsed_signed_by(&p, is->signer))
+	         !ocsp_parsed_signed_by(&p, signer))
 		why = "has a bad signature";
 	if (why != NULL) {
 		l2_count_reject(r->l2);

@@ -64,41 +64,58 @@ static int add_crls(struct responder *r, const struct config_issuer *ci, X509 *c
 	return rc;
 }
 
+/* The OCSP signer a section describes: its key, its delegated certificate (else the CA
+ * signs: ca0), further certificates. *key_out: the key (a new reference), if wanted. */
+static struct ocsp_signer *make_signer(const struct config *cfg, const struct config_issuer *ci,
+                                       X509 *ca0, EVP_PKEY **key_out, char *err, size_t errlen)
+{
+	STACK_OF(X509) *signer_certs = NULL, *other = NULL;
+	struct ocsp_signer *signer = NULL;
+	EVP_PKEY *key = pem_load_key(ci->signer_key, err, errlen);
+	if (key == NULL)
+		goto out;
+	if (ci->signer_cert != NULL &&
+	    (signer_certs = pem_load_certs(ci->signer_cert, err, errlen)) == NULL)
+		goto out;
+	if (ci->signer_other != NULL &&
+	    (other = pem_load_certs(ci->signer_other, err, errlen)) == NULL)
+		goto out;
+	int rid = ci->responder_id >= 0 ? ci->responder_id : cfg->responder_id;
+	X509 *signer_cert = signer_certs ? sk_X509_value(signer_certs, 0) : ca0;
+	/* A delegated signer's certificate travels in the response; the CA's own does not need to. */
+	bool include = signer_certs != NULL && ci->include_signer_cert;
+	signer = ocsp_signer_new(signer_cert, key, other, include,
+	                         rid == CONFIG_RID_NAME ? OCSP_RID_BY_NAME : OCSP_RID_BY_KEY, err,
+	                         errlen);
+out:
+	if (signer != NULL && key_out != NULL)
+		*key_out = key;
+	else
+		EVP_PKEY_free(key);
+	sk_X509_pop_free(signer_certs, X509_free);
+	sk_X509_pop_free(other, X509_free);
+	return signer;
+}
+
 static int add_issuer(struct responder *r, const struct config_issuer *ci, char *err,
                       size_t errlen)
 {
 	int ret = -1;
 	char e[256] = "";
-	STACK_OF(X509) *cas = NULL, *signer_certs = NULL, *other = NULL;
+	STACK_OF(X509) *cas = NULL;
 	EVP_PKEY *key = NULL;
 	struct ocsp_signer *signer = NULL;
 
 	cas = pem_load_certs(ci->ca, e, sizeof(e));
 	if (cas == NULL)
 		goto out;
-	key = pem_load_key(ci->signer_key, e, sizeof(e));
-	if (key == NULL)
-		goto out;
-	if (ci->signer_cert != NULL) {
-		signer_certs = pem_load_certs(ci->signer_cert, e, sizeof(e));
-		if (signer_certs == NULL)
-			goto out;
-	}
-	if (ci->signer_other != NULL && (other = pem_load_certs(ci->signer_other, e, sizeof(e))) == NULL)
+	signer = make_signer(r->cfg, ci, sk_X509_value(cas, 0), &key, e, sizeof(e));
+	if (signer == NULL)
 		goto out;
 	struct store *store = store_for(r, ci, e, sizeof(e));
 	if (store == NULL)
 		goto out;
-	int rid = ci->responder_id >= 0 ? ci->responder_id : r->cfg->responder_id;
 	int policy = ci->not_issued >= 0 ? ci->not_issued : r->cfg->not_issued;
-	X509 *signer_cert = signer_certs ? sk_X509_value(signer_certs, 0) : sk_X509_value(cas, 0);
-	/* A delegated signer's certificate travels in the response; the CA's own does not need to. */
-	bool include = signer_certs != NULL && ci->include_signer_cert;
-	signer = ocsp_signer_new(signer_cert, key, other, include,
-	                         rid == CONFIG_RID_NAME ? OCSP_RID_BY_NAME : OCSP_RID_BY_KEY, e,
-	                         sizeof(e));
-	if (signer == NULL)
-		goto out;
 	int n = sk_X509_num(cas);
 	for (int i = 0; i < n; i++) {
 		char name[160];
@@ -149,8 +166,85 @@ out:
 	ocsp_signer_free(signer);
 	EVP_PKEY_free(key);
 	sk_X509_pop_free(cas, X509_free);
-	sk_X509_pop_free(signer_certs, X509_free);
-	sk_X509_pop_free(other, X509_free);
+	return ret;
+}
+
+/* Is is one of section ci's CA certificates ("NAME", or "NAME#K" for several)? */
+static bool in_section(const struct ocsp_issuer *is, const struct config_issuer *ci)
+{
+	size_t n = strlen(ci->name);
+	return strncmp(is->name, ci->name, n) == 0 && (is->name[n] == 0 || is->name[n] == '#');
+}
+
+int responder_reload_signers(struct responder *r, const struct config *nc, char *err,
+                             size_t errlen)
+{
+	const struct config *oc = r->cfg;
+	size_t n = oc->n_issuers, count = ocsp_issuers_count(r->issuers);
+	struct ocsp_signer **fresh = calloc(n ? n : 1, sizeof(*fresh));
+	char e[256] = "";
+	int ret = -1;
+	if (fresh == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (nc->n_issuers != n) {
+		snprintf(err, errlen, "issuer sections were added or removed: that needs a restart");
+		goto out;
+	}
+	/* Every new signer made and checked before any is put to use: all or nothing. */
+	for (size_t i = 0; i < n; i++) {
+		const struct config_issuer *oi = &oc->issuers[i], *ni = NULL;
+		for (size_t k = 0; k < n && ni == NULL; k++)
+			if (strcmp(nc->issuers[k].name, oi->name) == 0)
+				ni = &nc->issuers[k];
+		if (ni == NULL || strcmp(ni->ca, oi->ca) != 0) {
+			snprintf(err, errlen, "[issuer %s]: %s: that needs a restart", oi->name,
+			         ni == NULL ? "removed" : "its ca changed");
+			goto out;
+		}
+		X509 *ca0 = NULL;
+		for (size_t k = 0; k < count && ca0 == NULL; k++) {
+			struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, k);
+			if (in_section(is, oi))
+				ca0 = is->cert;
+		}
+		if (ca0 == NULL || (fresh[i] = make_signer(nc, ni, ca0, NULL, e, sizeof(e))) == NULL) {
+			snprintf(err, errlen, "[issuer %s]: %s", oi->name, e);
+			goto out;
+		}
+		for (size_t k = 0; k < count; k++) {
+			struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, k);
+			bool delegated;
+			if (in_section(is, oi) &&
+			    !ocsp_signer_can_answer_for(fresh[i], is->cert, &delegated, e, sizeof(e))) {
+				snprintf(err, errlen, "[issuer %s]: %s", oi->name, e);
+				goto out;
+			}
+		}
+	}
+	for (size_t i = 0; i < n; i++)
+		for (size_t k = 0; k < count; k++) {
+			struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, k);
+			if (in_section(is, &oc->issuers[i]) &&
+			    !ocsp_issuers_replace_signer(r->issuers, is, fresh[i], e, sizeof(e)))
+				log_error("issuer %s: keeps its signer: %s", is->name, e);
+		}
+	/* Answers signed by the old signers are not served from memory again; those in
+	 * Redis are refused (they are not signed the way this responder now signs) and
+	 * re-signed on demand. */
+	cache_clear(r->cache);
+	for (size_t k = 0; k < count; k++) {
+		const struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, k);
+		log_info("issuer %s: now signed by %s (%s)", is->name,
+		         is->delegated ? "a delegated responder" : "the CA itself",
+		         ocsp_signer_describe(is->signer));
+	}
+	ret = 0;
+out:
+	for (size_t i = 0; i < n; i++)
+		ocsp_signer_free(fresh[i]);
+	free(fresh);
 	return ret;
 }
 

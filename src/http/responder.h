@@ -44,6 +44,15 @@ struct responder {
 struct responder *responder_new(const struct config *cfg, char *err, size_t errlen);
 void responder_free(struct responder *r);
 
+/*
+ * SIGHUP: the signers (keys, delegated certificates, extra certificates, responder ID)
+ * of every issuer section, from configuration nc. All are loaded and checked first; on
+ * any error none is replaced (-1, why in err). Answers being signed finish with the old
+ * signers. Other settings are not applied: they need a restart. On the control loop.
+ */
+int responder_reload_signers(struct responder *r, const struct config *nc, char *err,
+                             size_t errlen);
+
 /* Watches the index files from loop; a change drops the affected cached answers. */
 int responder_watch(struct responder *r, uv_loop_t *loop);
 void responder_unwatch(struct responder *r);

@@ -1,6 +1,7 @@
 #include "ocsp/issuers.h"
 
 #include <openssl/evp.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,8 @@
 struct ocsp_issuers {
 	size_t n;
 	struct ocsp_issuer *v[OCSP_MAX_ISSUERS];
+	struct ocsp_signer **retired; /* replaced signers, freed with the table */
+	size_t n_retired;
 };
 
 struct ocsp_issuers *ocsp_issuers_new(void)
@@ -25,6 +28,9 @@ void ocsp_issuers_free(struct ocsp_issuers *t)
 		free(t->v[i]->name);
 		free(t->v[i]);
 	}
+	for (size_t i = 0; i < t->n_retired; i++)
+		ocsp_signer_free(t->retired[i]);
+	free(t->retired);
 	free(t);
 }
 
@@ -88,6 +94,24 @@ struct ocsp_issuer *ocsp_issuers_add(struct ocsp_issuers *t, const char *name, X
 	is->id = (unsigned)t->n;
 	t->v[t->n++] = is;
 	return is;
+}
+
+bool ocsp_issuers_replace_signer(struct ocsp_issuers *t, struct ocsp_issuer *is,
+                                 struct ocsp_signer *signer, char *err, size_t errlen)
+{
+	bool delegated;
+	if (!ocsp_signer_can_answer_for(signer, is->cert, &delegated, err, errlen))
+		return false;
+	struct ocsp_signer **r = realloc(t->retired, (t->n_retired + 1) * sizeof(*r));
+	if (r == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return false;
+	}
+	t->retired = r;
+	struct ocsp_signer *old = atomic_exchange(&is->signer, ocsp_signer_ref(signer));
+	atomic_store(&is->delegated, delegated);
+	t->retired[t->n_retired++] = old;
+	return true;
 }
 
 const struct ocsp_issuer *ocsp_issuers_find(const struct ocsp_issuers *t,

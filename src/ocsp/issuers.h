@@ -3,6 +3,8 @@
 #define REVD_OCSP_ISSUERS_H
 
 #include <openssl/x509.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 
 #include "ocsp/ocsp.h"
 #include "ocsp/signer.h"
@@ -13,8 +15,9 @@ struct ocsp_issuer {
 	unsigned id; /* index in its table: stable for the table's life */
 	char *name;
 	X509 *cert;
-	struct ocsp_signer *signer; /* holds a reference */
-	bool delegated;             /* signer is a delegated responder, not the CA itself */
+	/* Holds a reference. Replaced while serving (a reload): read it once per use. */
+	struct ocsp_signer *_Atomic signer;
+	_Atomic bool delegated; /* signer is a delegated responder, not the CA itself */
 	uint8_t name_hash[OCSP_HASH_COUNT][64];
 	uint8_t key_hash[OCSP_HASH_COUNT][64];
 	void *user; /* the layer above attaches its per-issuer state here; borrowed */
@@ -42,6 +45,15 @@ const struct ocsp_issuer *ocsp_issuers_find(const struct ocsp_issuers *t,
                                             const struct ocsp_certid *id);
 
 size_t ocsp_issuers_count(const struct ocsp_issuers *t);
+
+/*
+ * Makes signer (a new reference is taken) is's signer for every answer signed from now
+ * on, if it may answer for is's CA (else false and why in err). The one it replaces
+ * stays alive until the table is freed, so answers being signed with it finish with it.
+ * One caller at a time.
+ */
+bool ocsp_issuers_replace_signer(struct ocsp_issuers *t, struct ocsp_issuer *is,
+                                 struct ocsp_signer *signer, char *err, size_t errlen);
 /* The CertID naming serial under is, with hash algorithm h (a known one) and its
  * parameters NULL or absent. id borrows serial and is's hashes. */
 void ocsp_issuer_certid(const struct ocsp_issuer *is, enum ocsp_hash h, bool params_null,
