@@ -234,7 +234,9 @@ static void wait_ready(struct serve_state *st)
 	uv_timer_init(&st->loop, tick);
 	uv_timer_start(tick, on_ready_tick, 20, 20);
 	uint64_t deadline = uv_now(&st->loop) + READY_WAIT_MS;
-	while (!responder_ready(st->responder) && uv_now(&st->loop) < deadline)
+	/* The CRLs too: loaded or built, so that the first requests for them find them. */
+	while ((!responder_ready(st->responder) || !crl_publisher_settled(st->responder->crl)) &&
+	       uv_now(&st->loop) < deadline)
 		uv_run(&st->loop, UV_RUN_ONCE);
 	uv_close((uv_handle_t *)tick, NULL);
 	if (!responder_ready(st->responder))

@@ -77,6 +77,7 @@ struct crl_publisher {
 	pthread_mutex_t wake_lock;
 	pthread_cond_t wake;
 	bool stop, running, woken;
+	_Atomic bool first_pass; /* the thread has been over every series once */
 	pthread_t thread;
 };
 
@@ -656,6 +657,7 @@ static void *publisher_main(void *arg)
 		pthread_mutex_unlock(&p->wake_lock);
 		for (size_t i = 0; i < p->n_series; i++)
 			step(p, &p->series[i], false);
+		atomic_store(&p->first_pass, true);
 		pthread_mutex_lock(&p->wake_lock);
 		if (p->stop)
 			break;
@@ -799,6 +801,11 @@ fail:
 	OPENSSL_free(is->name_der);
 	free(is);
 	return -1;
+}
+
+bool crl_publisher_settled(struct crl_publisher *p)
+{
+	return p == NULL || !p->running || atomic_load(&p->first_pass);
 }
 
 size_t crl_publisher_count(const struct crl_publisher *p)

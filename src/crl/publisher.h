@@ -42,6 +42,10 @@ int crl_publisher_add(struct crl_publisher *p, const struct config_issuer *ci,
 
 size_t crl_publisher_count(const struct crl_publisher *p); /* series */
 
+/* The thread has been over every series once (loaded or built what it could), or does
+ * not run: what is served now is what there is. */
+bool crl_publisher_settled(struct crl_publisher *p);
+
 /* One pass over every series: loads what is published, builds what is due. Returns
  * the number of series that failed (their reasons are logged). */
 int crl_publisher_run_once(struct crl_publisher *p);

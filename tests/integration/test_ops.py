@@ -165,7 +165,8 @@ class OpsTest(RevdTestCase):
         self.assertGreaterEqual(after["revd_signatures_total"], 1)
         self.assertGreaterEqual(after["revd_http_requests_total"],
                                 before["revd_http_requests_total"] + 3)
-        # The CRLs it serves, with their numbers and times.
+        # The CRLs it serves, with their numbers and times (built before it listened).
+        self.assertIn('revd_crl_number{crl="main.crl"}', before)
         self.assertEqual(after['revd_crl_number{crl="main.crl"}'], 1)
         self.assertEqual(after['revd_crl_number{crl="main-delta.crl"}'], 2)
         self.assertGreater(after['revd_crl_next_update_seconds{crl="main.crl"}'],
