@@ -52,6 +52,7 @@ void config_init(struct config *c)
 	c->crl_validity = 7 * 86400;
 	c->crl_interval = 86400;
 	c->crl_deltas = true;
+	c->crl_build = true;
 	c->crl_delta_validity = 3600;
 	c->crl_delta_interval = 300;
 	c->crl_delta_debounce_ms = 2000;
@@ -499,6 +500,8 @@ static int set_crl(struct config *c, const char *key, const char *value, char *e
 		return set_secs(&c->crl_interval, key, value, 10, 366 * 86400, err, errlen);
 	if (strcmp(key, "deltas") == 0)
 		return set_bool(&c->crl_deltas, key, value, err, errlen);
+	if (strcmp(key, "build") == 0)
+		return set_bool(&c->crl_build, key, value, err, errlen);
 	if (strcmp(key, "delta_validity") == 0)
 		return set_secs(&c->crl_delta_validity, key, value, 60, 30 * 86400, err, errlen);
 	if (strcmp(key, "delta_interval") == 0)

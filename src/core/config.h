@@ -95,6 +95,7 @@ struct config {
 	int64_t crl_validity;        /* full CRLs: nextUpdate - thisUpdate, seconds */
 	int64_t crl_interval;        /* a full CRL is republished at least this often */
 	bool crl_deltas;
+	bool crl_build; /* no: serve what other instances publish, build nothing */
 	int64_t crl_delta_validity;
 	int64_t crl_delta_interval;  /* a delta CRL is republished at least this often */
 	unsigned crl_delta_debounce_ms; /* after a change, the next delta waits this long */

@@ -458,6 +458,8 @@ static enum need decide(const struct crl_publisher *p, const struct crl_series *
 	const struct crl_doc *full = s->full, *delta = s->delta;
 	if (s->issuer->signer == NULL)
 		return NEED_NONE; /* the CA publishes them with revd crl import */
+	if (!cfg->crl_build)
+		return NEED_NONE; /* other instances build them; this one serves them */
 	if (full == NULL || now >= full->this_update + cfg->crl_interval ||
 	    now >= full->next_update || (s->start_pending && !cfg->crl_deltas))
 		return NEED_FULL;

@@ -230,6 +230,36 @@ static void test_failure_keeps_last_good_until_next_update(void **state)
 	crl_publisher_free(p);
 }
 
+/* [crl] build = no: nothing built, what another instance publishes served. */
+static void test_serve_only(void **state)
+{
+	struct fixture *f = *state;
+	char err[256];
+	assert_int_equal(config_set(&f->cfg, "crl", "build", "no", err, sizeof(err)), 0);
+	struct crl_publisher *reader = publisher(f);
+	assert_int_equal(crl_publisher_run_once(reader), 0);
+	struct crl_info info;
+	size_t n;
+	assert_false(served(reader, "test.crl", &info, NULL, &n));
+	assert_false(served(reader, "test-delta.crl", &info, NULL, &n));
+	assert_int_equal(config_set(&f->cfg, "crl", "build", "yes", err, sizeof(err)), 0);
+	struct crl_publisher *builder = publisher(f);
+	assert_int_equal(crl_publisher_run_once(builder), 0);
+	assert_int_equal(config_set(&f->cfg, "crl", "build", "no", err, sizeof(err)), 0);
+	assert_int_equal(crl_publisher_run_once(reader), 0);
+	assert_true(served(reader, "test.crl", &info, NULL, &n));
+	assert_int_equal(info.number, 1);
+	assert_true(served(reader, "test-delta.crl", &info, NULL, &n));
+	assert_int_equal(info.number, 2);
+	/* Past the interval: still not built here. */
+	clock_advance(f->cfg.crl_interval + 1);
+	assert_int_equal(crl_publisher_run_once(reader), 0);
+	assert_true(served(reader, "test.crl", &info, NULL, &n));
+	assert_int_equal(info.number, 1);
+	crl_publisher_free(builder);
+	crl_publisher_free(reader);
+}
+
 /* Files that are not served: other names, and names with odd lengths. */
 static void test_find_names(void **state)
 {
@@ -261,6 +291,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_failure_keeps_last_good_until_next_update, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_find_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_serve_only, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
