@@ -2,6 +2,8 @@
 #ifndef REVD_CLI_CLI_H
 #define REVD_CLI_CLI_H
 
+#include <stddef.h>
+
 int cli_serve(int argc, char **argv);
 /* The database tools (blocking libpq): src/cli/db.c, import.c, revoke.c, status.c. */
 int cli_db(int argc, char **argv);
@@ -14,6 +16,11 @@ int cli_presign(int argc, char **argv);
 int cli_crl(int argc, char **argv);
 /* revd config check: src/cli/config.c; revd healthcheck: src/cli/healthcheck.c. */
 int cli_config(int argc, char **argv);
+
+struct config;
+/* A configuration file, then the REVD_CONF_ environment, validated: 0, or -1 with
+ * "FILE:LINE: what" or the variable's name in err. (src/cli/config.c) */
+int cli_read_config(const char *path, struct config *cfg, char *err, size_t errlen);
 int cli_healthcheck(int argc, char **argv);
 
 /* Exit statuses shared by every subcommand. */

@@ -32,6 +32,15 @@ static const struct option config_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
+int cli_read_config(const char *path, struct config *cfg, char *err, size_t errlen)
+{
+	return config_load_file(cfg, path, err, errlen) != 0 ||
+	               config_apply_env(cfg, environ, err, errlen) != 0 ||
+	               config_validate(cfg, err, errlen) != 0
+	       ? -1
+	       : 0;
+}
+
 int cli_config(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "check") != 0) {
@@ -70,9 +79,7 @@ int cli_config(int argc, char **argv)
 	config_init(&cfg);
 	int status = CLI_USAGE;
 	struct responder *r = NULL;
-	if (config_load_file(&cfg, path, err, sizeof(err)) != 0 ||
-	    config_apply_env(&cfg, environ, err, sizeof(err)) != 0 ||
-	    config_validate(&cfg, err, sizeof(err)) != 0) {
+	if (cli_read_config(path, &cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd config check: %s\n", err);
 		goto done;
 	}

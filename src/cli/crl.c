@@ -14,8 +14,6 @@
 #include "crl/publisher.h"
 #include "http/responder.h"
 
-extern char **environ;
-
 static const char crl_usage[] =
 	"usage: revd crl --config FILE --out DIR [--issuer NAME]\n"
 	"       revd crl import --config FILE --issuer NAME CRLFILE...\n"
@@ -95,6 +93,45 @@ static uint8_t *read_crl_file(const char *path, size_t *len, char *err, size_t e
 	return out;
 }
 
+/*
+ * The configuration at path (then the environment), with CRLs for issuer alone when it
+ * is given, loaded into a responder. NULL (the reason printed, *status set) on failure;
+ * cfg is initialized either way, for the caller to free.
+ */
+static struct responder *load(struct config *cfg, const char *cmd, const char *path,
+                              const char *issuer, int *status)
+{
+	char err[512];
+	*status = CLI_USAGE;
+	config_init(cfg);
+	if (cli_read_config(path, cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "%s: %s\n", cmd, err);
+		return NULL;
+	}
+	if (issuer != NULL) {
+		/* Only that issuer's CRLs: the others' are not even loaded. */
+		bool found = false;
+		for (size_t i = 0; i < cfg->n_issuers; i++) {
+			struct config_issuer *ci = &cfg->issuers[i];
+			if (strcmp(ci->name, issuer) == 0)
+				found = ci->crl;
+			else
+				ci->crl = false;
+		}
+		if (!found) {
+			fprintf(stderr, "%s: no issuer '%s' with CRLs in %s\n", cmd, issuer, path);
+			return NULL;
+		}
+	}
+	log_set_level((enum log_level)cfg->log_level);
+	log_set_json(cfg->log_json);
+	*status = CLI_FAIL;
+	struct responder *r = responder_new(cfg, err, sizeof(err));
+	if (r == NULL)
+		fprintf(stderr, "%s: %s\n", cmd, err);
+	return r;
+}
+
 static int crl_import(int argc, char **argv)
 {
 	const char *config = NULL, *issuer = NULL;
@@ -122,34 +159,10 @@ static int crl_import(int argc, char **argv)
 	}
 	struct config cfg;
 	char err[512];
-	config_init(&cfg);
-	int status = CLI_USAGE;
-	struct responder *r = NULL;
-	if (config_load_file(&cfg, config, err, sizeof(err)) != 0 ||
-	    config_apply_env(&cfg, environ, err, sizeof(err)) != 0 ||
-	    config_validate(&cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "revd crl import: %s\n", err);
+	int status;
+	struct responder *r = load(&cfg, "revd crl import", config, issuer, &status);
+	if (r == NULL)
 		goto done;
-	}
-	bool found = false;
-	for (size_t i = 0; i < cfg.n_issuers; i++) {
-		struct config_issuer *ci = &cfg.issuers[i];
-		if (strcmp(ci->name, issuer) == 0)
-			found = ci->crl;
-		else
-			ci->crl = false;
-	}
-	if (!found) {
-		fprintf(stderr, "revd crl import: no issuer '%s' with CRLs in %s\n", issuer, config);
-		goto done;
-	}
-	log_set_level((enum log_level)cfg.log_level);
-	log_set_json(cfg.log_json);
-	status = CLI_FAIL;
-	if ((r = responder_new(&cfg, err, sizeof(err))) == NULL) {
-		fprintf(stderr, "revd crl import: %s\n", err);
-		goto done;
-	}
 	int failed = 0;
 	for (int i = optind; i < argc; i++) {
 		size_t len = 0;
@@ -206,38 +219,11 @@ int cli_crl(int argc, char **argv)
 	}
 	struct config cfg;
 	char err[512];
-	config_init(&cfg);
-	int status = CLI_USAGE;
-	struct responder *r = NULL;
-	if (config_load_file(&cfg, config, err, sizeof(err)) != 0 ||
-	    config_apply_env(&cfg, environ, err, sizeof(err)) != 0 ||
-	    config_validate(&cfg, err, sizeof(err)) != 0) {
-		fprintf(stderr, "revd crl: %s\n", err);
+	int status;
+	struct responder *r = load(&cfg, "revd crl", config, issuer, &status);
+	if (r == NULL)
 		goto done;
-	}
-	if (issuer != NULL) {
-		/* Only that issuer: the others are not even loaded. */
-		bool found = false;
-		for (size_t i = 0; i < cfg.n_issuers; i++) {
-			struct config_issuer *ci = &cfg.issuers[i];
-			if (strcmp(ci->name, issuer) == 0)
-				found = ci->crl;
-			else
-				ci->crl = false;
-		}
-		if (!found) {
-			fprintf(stderr, "revd crl: no issuer '%s' with CRLs in %s\n", issuer, config);
-			goto done;
-		}
-	}
-	log_set_level((enum log_level)cfg.log_level);
-	log_set_json(cfg.log_json);
 	status = CLI_FAIL;
-	r = responder_new(&cfg, err, sizeof(err));
-	if (r == NULL) {
-		fprintf(stderr, "revd crl: %s\n", err);
-		goto done;
-	}
 	if (crl_publisher_count(r->crl) == 0) {
 		fprintf(stderr, "revd crl: no issuer publishes CRLs (set crl = yes in an [issuer] "
 		                "section)\n");
