@@ -18,6 +18,7 @@ static const char usage[] =
 	"  crl        bring the CRLs up to date and write them to files\n"
 	"  config     check a configuration file (revd config check --config FILE)\n"
 	"  healthcheck  ask a running revd whether it is ready (container probes)\n"
+	"  staple     fetch a certificate's OCSP answer into a file for TLS stapling\n"
 	"  version    print the version\n"
 	"  help       this text\n";
 
@@ -35,6 +36,7 @@ int main(int argc, char **argv)
 		{"serve", cli_serve},   {"db", cli_db},         {"import", cli_import},
 		{"revoke", cli_revoke}, {"status", cli_status}, {"presign", cli_presign},
 		{"crl", cli_crl},       {"config", cli_config}, {"healthcheck", cli_healthcheck},
+		{"staple", cli_staple},
 	};
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		if (strcmp(cmd, commands[i].name) == 0)

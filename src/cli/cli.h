@@ -22,6 +22,8 @@ struct config;
  * "FILE:LINE: what" or the variable's name in err. (src/cli/config.c) */
 int cli_read_config(const char *path, struct config *cfg, char *err, size_t errlen);
 int cli_healthcheck(int argc, char **argv);
+/* revd staple: src/cli/staple.c. */
+int cli_staple(int argc, char **argv);
 
 /* Exit statuses shared by every subcommand. */
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };

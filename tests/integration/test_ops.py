@@ -2,11 +2,13 @@
 (REVD_CONF_<SECTION>_<KEY>), the /healthz and /readyz probes, and `revd healthcheck`
 against a real revd over a socket."""
 
+import http.server
 import json
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 
 from revd_harness import (REVD_BIN, RevdTestCase, http_request, main, main_pki, ocsp_post,
@@ -250,6 +252,73 @@ class OpsTest(RevdTestCase):
         self.assertEqual(st, 200)
         self.assertIn("running as nobody", r.stderr())
 
+    def test_staple(self):
+        r = self.start_revd(config=self.issuer_config())
+        url = "http://127.0.0.1:%d/" % r.port
+        out = os.path.join(self.tmp, "staple.der")
+        good, revoked = self.pki.leaf("good"), self.pki.leaf("revoked")
+        rc, o, err = self.revd("staple", "--cert", good["cert"], "--issuer", self.pki.issuing,
+                               "--url", url, "--out", out)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("good", o)
+        # What a TLS server would staple: openssl checks it as a client would.
+        v = run(["openssl", "ocsp", "-respin", out, "-issuer", self.pki.issuing, "-cert",
+                 good["cert"], "-CAfile", self.pki.root, "-verify_other", self.pki.chain])
+        self.assertIn(b"Response verify OK", v.stdout + v.stderr)
+        self.assertIn(b": good", v.stdout)
+        with open(out, "rb") as f:
+            kept = f.read()
+        out2 = os.path.join(self.tmp, "revoked.der")
+        rc, o, err = self.revd("staple", "--cert", revoked["cert"], "--issuer",
+                               self.pki.issuing, "--url", url, "--out", out2)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("revoked", o)
+        # Failures leave the file as it was: a server that is no OCSP responder, and
+        # nothing listening.
+        class Plain(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                body = b"hello"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+        plain = http.server.HTTPServer(("127.0.0.1", 0), Plain)
+        threading.Thread(target=plain.serve_forever, daemon=True).start()
+        self.addCleanup(plain.shutdown)
+        for args, want in (
+                (["--url", "http://127.0.0.1:%d/" % plain.server_address[1]],
+                 "not an OCSP response"),
+                (["--url", "http://127.0.0.1:%d/" % free_port(), "--timeout", "2"], "refused"),
+        ):
+            rc, o, err = self.revd("staple", "--cert", good["cert"], "--issuer",
+                                   self.pki.issuing, "--out", out, *args)
+            self.assertEqual(rc, 1, err)
+            self.assertIn(want, err)
+            with open(out, "rb") as f:
+                self.assertEqual(f.read(), kept)
+        # A certificate the issuer did not issue: a usage error.
+        rc, o, err = self.revd("staple", "--cert", good["cert"], "--issuer", self.pki.root,
+                               "--url", url, "--out", out)
+        self.assertEqual(rc, 2, err)
+        self.assertIn("did not issue", err)
+        # --watch writes at once, then waits; SIGTERM ends it.
+        out3 = os.path.join(self.tmp, "watch.der")
+        p = subprocess.Popen([REVD_BIN, "staple", "--cert", good["cert"], "--issuer",
+                              self.pki.issuing, "--url", url, "--out", out3, "--watch"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while not os.path.exists(out3) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.assertTrue(os.path.exists(out3))
+        p.send_signal(15)
+        self.assertEqual(p.wait(timeout=5), 0)
+        p.stdout.close()
+        p.stderr.close()
+
     def test_man_page(self):
         page = os.path.join(os.environ.get("REVD_SOURCE_DIR", ""), "man", "revd.1")
         self.assertTrue(os.path.exists(page), page)
@@ -273,7 +342,7 @@ class OpsTest(RevdTestCase):
 
     def test_help_everywhere(self):
         for cmd in (["serve"], ["db"], ["import"], ["revoke"], ["status"], ["presign"],
-                    ["crl"], ["config"], ["healthcheck"]):
+                    ["crl"], ["config"], ["healthcheck"], ["staple"]):
             with self.subTest(cmd=cmd[0]):
                 rc, out, err = self.revd(*(cmd + ["--help"]))
                 self.assertEqual(rc, 0, err)
