@@ -464,6 +464,23 @@ static struct conn *req_conn(struct http_request *req)
 	return req->conn;
 }
 
+const int http_status_slots[HTTP_STATUS_SLOTS - 1] = {200, 304, 400, 404, 405, 408,
+                                                     411, 413, 414, 431, 500, 503};
+
+static void count_status(struct http_worker *w, int status)
+{
+	size_t i = 0;
+	while (i < HTTP_STATUS_SLOTS - 1 && http_status_slots[i] != status)
+		i++;
+	__atomic_fetch_add(&w->by_status[i], 1, __ATOMIC_RELAXED);
+}
+
+void http_count_ocsp(struct http_worker *w, int ocsp_status)
+{
+	unsigned i = (unsigned)ocsp_status < HTTP_OCSP_SLOTS ? (unsigned)ocsp_status : 7;
+	__atomic_fetch_add(&w->ocsp_by_status[i], 1, __ATOMIC_RELAXED);
+}
+
 void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t now)
 {
 	struct conn *c = req_conn(req);
@@ -494,6 +511,7 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
 	unsigned nb = 2;
 	if (!not_modified && !req->head)
 		bufs[nb++] = uv_buf_init((char *)e->der, (unsigned)e->der_len);
+	count_status(w, not_modified ? 304 : 200);
 	send_bufs(c, bufs, nb, cache_entry_ref(e), NULL);
 	finish_request(c, false);
 }
@@ -540,6 +558,7 @@ void http_respond_file(struct http_request *req, struct cache_entry *e, int64_t 
 			bufs[nb++] = uv_buf_init((char *)e->der, (unsigned)e->der_len);
 	}
 	bufs[0] = uv_buf_init(head, (unsigned)n);
+	count_status(c->w, not_modified ? 304 : 200);
 	send_bufs(c, bufs, nb, cache_entry_ref(e), NULL);
 	finish_request(c, false);
 }
@@ -560,6 +579,7 @@ void http_respond_body(struct http_request *req, int status, const char *type, u
 	unsigned nb = 1;
 	if (!req->head)
 		bufs[nb++] = uv_buf_init((char *)body, (unsigned)len);
+	count_status(c->w, status);
 	send_bufs(c, bufs, nb, NULL, body);
 	finish_request(c, false);
 }
@@ -591,6 +611,7 @@ void http_respond_ocsp(struct http_request *req, uint8_t *body, size_t len, bool
 	unsigned nb = 1;
 	if (!req->head)
 		bufs[nb++] = uv_buf_init((char *)body, (unsigned)len);
+	count_status(c->w, 200);
 	send_bufs(c, bufs, nb, NULL, own ? body : NULL);
 	finish_request(c, false);
 }
@@ -609,6 +630,7 @@ static void respond_status_conn(struct conn *c, int status, const char *text, bo
 	if ((size_t)n >= sizeof(head))
 		n = (int)sizeof(head) - 1;
 	uv_buf_t b = uv_buf_init(head, (unsigned)n);
+	count_status(c->w, status);
 	send_bufs(c, &b, 1, NULL, NULL);
 }
 
@@ -626,6 +648,7 @@ void http_respond_status(struct http_request *req, int status, const char *text)
 		n += connection_header(c, head + n, sizeof(head) - (size_t)n, false);
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "\r\n");
 		uv_buf_t b = uv_buf_init(head, (unsigned)n);
+		count_status(c->w, status);
 		send_bufs(c, &b, 1, NULL, NULL);
 	} else {
 		respond_status_conn(c, status, text, false);
@@ -667,6 +690,8 @@ static void dispatch(struct conn *c)
 	req->body_len = c->body.len;
 	req->if_none_match = c->has_inm ? c->inm : NULL;
 	req->if_modified_since = c->has_ims ? c->ims : NULL;
+	unsigned m = req->method == HTTP_GET ? 0 : req->method == HTTP_HEAD ? 1 : req->method == HTTP_POST ? 2 : 3;
+	__atomic_fetch_add(&c->w->by_method[m], 1, __ATOMIC_RELAXED);
 	http_route(req);
 }
 

@@ -21,6 +21,16 @@ struct http_server;
 struct http_worker;
 struct conn;
 
+/* Counter slots: methods GET, HEAD, POST, other; statuses as http_status_slots lists
+ * them, the last slot for any other; OCSPResponseStatus 0-6 (4 unused) and 7 unused. */
+#define HTTP_METHOD_SLOTS 4
+#define HTTP_STATUS_SLOTS 13
+#define HTTP_OCSP_SLOTS 8
+extern const int http_status_slots[HTTP_STATUS_SLOTS - 1];
+
+/* Counts an OCSP answer sent on w (its OCSPResponseStatus). */
+void http_count_ocsp(struct http_worker *w, int ocsp_status);
+
 /* Work another thread hands to a worker's loop (see http_worker_post). */
 struct http_mail {
 	struct http_mail *next;
@@ -50,6 +60,9 @@ struct http_worker {
 	bool stores_closed;
 	/* counters, read by other threads only as a rough view */
 	uint64_t requests;
+	uint64_t by_method[HTTP_METHOD_SLOTS];  /* written with relaxed atomics */
+	uint64_t by_status[HTTP_STATUS_SLOTS];
+	uint64_t ocsp_by_status[HTTP_OCSP_SLOTS]; /* OCSPResponseStatus of answers sent */
 };
 
 struct http_server {

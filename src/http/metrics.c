@@ -63,6 +63,59 @@ void http_metrics(struct http_server *s, struct buf *out)
 	       "requests answered tryLater because sign_budget was reached",
 	       (double)atomic_load(&r->over_budget));
 
+	/* Responses built and signed: a histogram in seconds. */
+	put(out, "# HELP revd_signing_seconds time to build and sign one OCSP response\n"
+	         "# TYPE revd_signing_seconds histogram\n");
+	uint64_t cum = 0;
+	for (size_t i = 0; i <= RESPONDER_SIGN_BUCKETS; i++) {
+		cum += atomic_load_explicit(&r->sign_hist[i], memory_order_relaxed);
+		if (i < RESPONDER_SIGN_BUCKETS)
+			put(out, "revd_signing_seconds_bucket{le=\"%g\"} %llu\n", responder_sign_buckets[i],
+			    (unsigned long long)cum);
+		else
+			put(out, "revd_signing_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+	}
+	put(out, "revd_signing_seconds_sum %.9f\nrevd_signing_seconds_count %llu\n",
+	    (double)atomic_load(&r->sign_ns_total) / 1e9, (unsigned long long)cum);
+
+	/* Requests by method, responses by HTTP status, OCSP answers by responseStatus. */
+	static const char *const methods[HTTP_METHOD_SLOTS] = {"GET", "HEAD", "POST", "other"};
+	static const char *const ocsp[HTTP_OCSP_SLOTS] = {
+		"successful", "malformedRequest", "internalError", "tryLater",
+		"unused4", "sigRequired", "unauthorized", "other"};
+	uint64_t m[HTTP_METHOD_SLOTS] = {0}, st[HTTP_STATUS_SLOTS] = {0}, oc[HTTP_OCSP_SLOTS] = {0};
+	for (unsigned w = 0; w < s->n_workers; w++) {
+		const struct http_worker *wk = &s->workers[w];
+		for (size_t i = 0; i < HTTP_METHOD_SLOTS; i++)
+			m[i] += __atomic_load_n(&wk->by_method[i], __ATOMIC_RELAXED);
+		for (size_t i = 0; i < HTTP_STATUS_SLOTS; i++)
+			st[i] += __atomic_load_n(&wk->by_status[i], __ATOMIC_RELAXED);
+		for (size_t i = 0; i < HTTP_OCSP_SLOTS; i++)
+			oc[i] += __atomic_load_n(&wk->ocsp_by_status[i], __ATOMIC_RELAXED);
+	}
+	put(out, "# HELP revd_http_requests_by_method_total requests by method\n"
+	         "# TYPE revd_http_requests_by_method_total counter\n");
+	for (size_t i = 0; i < HTTP_METHOD_SLOTS; i++)
+		put(out, "revd_http_requests_by_method_total{method=\"%s\"} %llu\n", methods[i],
+		    (unsigned long long)m[i]);
+	put(out, "# HELP revd_http_responses_total responses by HTTP status\n"
+	         "# TYPE revd_http_responses_total counter\n");
+	for (size_t i = 0; i < HTTP_STATUS_SLOTS; i++) {
+		char code[8];
+		if (i < HTTP_STATUS_SLOTS - 1)
+			snprintf(code, sizeof(code), "%d", http_status_slots[i]);
+		else
+			snprintf(code, sizeof(code), "other");
+		put(out, "revd_http_responses_total{status=\"%s\"} %llu\n", code,
+		    (unsigned long long)st[i]);
+	}
+	put(out, "# HELP revd_ocsp_responses_total OCSP answers by responseStatus\n"
+	         "# TYPE revd_ocsp_responses_total counter\n");
+	for (size_t i = 0; i < HTTP_OCSP_SLOTS; i++)
+		if (i != 4 && i != 7)
+			put(out, "revd_ocsp_responses_total{outcome=\"%s\"} %llu\n", ocsp[i],
+			    (unsigned long long)oc[i]);
+
 	if (r->l2 != NULL) {
 		struct l2_stats ls;
 		l2_get_stats(r->l2, &ls);

@@ -77,6 +77,7 @@ static void respond_error(struct http_request *req, enum ocsp_resp_status st)
 {
 	size_t len;
 	const uint8_t *body = ocsp_response_error(st, &len);
+	http_count_ocsp(req->worker, (int)st);
 	http_respond_ocsp(req, (uint8_t *)body, len, false, 0, false);
 }
 
@@ -170,8 +171,10 @@ static void job_finish(struct ocsp_job *j)
 	struct http_request *req = j->req;
 	if (req != NULL) {
 		if (j->entry != NULL) {
+			http_count_ocsp(req->worker, OCSP_RESP_SUCCESSFUL);
 			http_respond_entry(req, j->entry, clock_now());
 		} else if (j->body != NULL) {
+			http_count_ocsp(req->worker, OCSP_RESP_SUCCESSFUL);
 			http_respond_ocsp(req, j->body, j->body_len, true, j->next_update, j->cacheable);
 			j->body = NULL; /* the connection owns it now */
 		} else {
@@ -235,10 +238,15 @@ static void sign_work(uv_work_t *w)
 	};
 	struct buf out;
 	buf_init(&out, 1024 * 1024);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	if (!ocsp_response_build(&spec, &out)) {
 		buf_free(&out);
 		return;
 	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	responder_note_sign(j->r, (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000L +
+	                                     (t1.tv_nsec - t0.tv_nsec)));
 	j->next_update = next;
 	if (j->kind == JOB_LIVE) {
 		j->body = buf_steal(&out, &j->body_len);
@@ -641,6 +649,7 @@ static void serve_hit(struct http_request *req, struct responder *r, enum cache_
 		if (rj == NULL)
 			cache_complete(r->cache, fill, NULL);
 	}
+	http_count_ocsp(req->worker, OCSP_RESP_SUCCESSFUL);
 	http_respond_entry(req, hit, now);
 	cache_entry_unref(hit);
 	if (rj != NULL) {

@@ -287,6 +287,18 @@ void responder_free(struct responder *r)
 	free(r);
 }
 
+const double responder_sign_buckets[RESPONDER_SIGN_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1};
+
+void responder_note_sign(struct responder *r, uint64_t ns)
+{
+	size_t i = 0;
+	while (i < RESPONDER_SIGN_BUCKETS && (double)ns > responder_sign_buckets[i] * 1e9)
+		i++;
+	atomic_fetch_add_explicit(&r->sign_hist[i], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->sign_ns_total, ns, memory_order_relaxed);
+}
+
 int64_t responder_refresh_at(const struct responder *r, int64_t produced, int64_t next_update,
                              const uint8_t *serial, size_t serial_len)
 {

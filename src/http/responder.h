@@ -16,6 +16,9 @@
 #include "ocsp/issuers.h"
 #include "ocsp/status.h"
 
+#define RESPONDER_SIGN_BUCKETS 9
+extern const double responder_sign_buckets[RESPONDER_SIGN_BUCKETS]; /* seconds */
+
 struct responder_issuer {
 	struct store *store; /* borrowed from responder->stores */
 	struct store_issuer *store_issuer;
@@ -38,7 +41,14 @@ struct responder {
 	_Atomic unsigned signing; /* signing jobs queued or running */
 	_Atomic uint64_t signed_total;
 	_Atomic uint64_t over_budget;
+	/* Time to build and sign one response (request paths and pre-signer): counts per
+	 * bucket of responder_sign_buckets (the last one: above them all), and the sum. */
+	_Atomic uint64_t sign_hist[RESPONDER_SIGN_BUCKETS + 1];
+	_Atomic uint64_t sign_ns_total;
 };
+
+/* Notes one response built and signed in ns nanoseconds. Any thread. */
+void responder_note_sign(struct responder *r, uint64_t ns);
 
 /* Loads every issuer's CA certificates, signer and index. NULL with a message on failure. */
 struct responder *responder_new(const struct config *cfg, char *err, size_t errlen);

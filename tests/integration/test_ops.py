@@ -146,7 +146,11 @@ class OpsTest(RevdTestCase):
             elif line and not line.startswith("#"):
                 name, value = line.rsplit(" ", 1)
                 values[name] = float(value)
-                self.assertIn(name.split("{")[0], typed, "%s has no TYPE line" % name)
+                base = name.split("{")[0]
+                for suffix in ("_bucket", "_sum", "_count"):
+                    if base.endswith(suffix) and base[:-len(suffix)] in typed:
+                        base = base[:-len(suffix)]
+                self.assertIn(base, typed, "%s has no TYPE line" % name)
         return values
 
     def test_metrics(self):
@@ -167,6 +171,25 @@ class OpsTest(RevdTestCase):
         self.assertGreaterEqual(after["revd_signatures_total"], 1)
         self.assertGreaterEqual(after["revd_http_requests_total"],
                                 before["revd_http_requests_total"] + 3)
+        # By method, HTTP status and OCSP outcome; the signing histogram.
+        status, _, _ = ocsp_post(r.port, b"\x30\x03\x02\x01\x01")  # not an OCSPRequest
+        self.assertEqual(status, 200)
+        status, _, _ = http_request(r.port, "GET", "/crl/nothing.crl")
+        self.assertEqual(status, 404)
+        m = self.metrics(r.port)
+        def delta(name):
+            return m.get(name, 0) - before.get(name, 0)
+        self.assertGreaterEqual(delta('revd_http_requests_by_method_total{method="POST"}'), 4)
+        self.assertGreaterEqual(delta('revd_http_requests_by_method_total{method="GET"}'), 1)
+        self.assertGreaterEqual(delta('revd_ocsp_responses_total{outcome="successful"}'), 3)
+        self.assertEqual(delta('revd_ocsp_responses_total{outcome="malformedRequest"}'), 1)
+        self.assertGreaterEqual(delta('revd_http_responses_total{status="404"}'), 1)
+        buckets = sorted((float(k.split('le="')[1].rstrip('"}').replace("+Inf", "inf")), v)
+                         for k, v in m.items() if k.startswith("revd_signing_seconds_bucket"))
+        self.assertEqual([v for _, v in buckets], sorted(v for _, v in buckets))
+        self.assertEqual(buckets[-1][1], m["revd_signing_seconds_count"])
+        self.assertGreaterEqual(m["revd_signing_seconds_count"], 1)
+        self.assertGreater(m["revd_signing_seconds_sum"], 0)
         # The CRLs it serves, with their numbers and times (built before it listened).
         self.assertIn('revd_crl_number{crl="main.crl"}', before)
         self.assertEqual(after['revd_crl_number{crl="main.crl"}'], 1)
