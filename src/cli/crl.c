@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "core/buf.h"
+#include "core/file.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "crl/publisher.h"
@@ -50,46 +50,36 @@ static const struct option crl_options[] = {
 /* A CRL file's DER: the bytes of a PEM "X509 CRL" block as they are, or the file. */
 static uint8_t *read_crl_file(const char *path, size_t *len, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	if (f == NULL) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	uint8_t *data = NULL;
+	size_t n = 0;
+	int rc = file_read(path, (size_t)4 << 30, &data, &n, err, errlen);
+	if (rc != 0) {
+		if (rc > 0)
+			snprintf(err, errlen, "%.300s: %s", path, strerror(ENOENT));
 		return NULL;
 	}
-	struct buf b;
-	buf_init(&b, (size_t)4 << 30);
-	uint8_t chunk[65536];
-	size_t n;
-	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
-		buf_append(&b, chunk, n);
-	bool bad = ferror(f) || b.failed;
-	fclose(f);
-	if (bad) {
-		snprintf(err, errlen, "%s: cannot read it", path);
-		buf_free(&b);
-		return NULL;
+	if (n > 0 && data[0] == 0x30) {
+		*len = n;
+		return data;
 	}
-	if (b.len > 0 && b.data[0] == 0x30) {
-		*len = b.len;
-		return b.data;
-	}
-	BIO *bio = BIO_new_mem_buf(b.data, (int)b.len);
+	BIO *bio = BIO_new_mem_buf(data, (int)n);
 	char *name = NULL, *header = NULL;
-	unsigned char *data = NULL;
+	unsigned char *der = NULL;
 	long dlen = 0;
 	uint8_t *out = NULL;
-	if (bio != NULL && PEM_read_bio(bio, &name, &header, &data, &dlen) == 1 &&
+	if (bio != NULL && n <= INT32_MAX && PEM_read_bio(bio, &name, &header, &der, &dlen) == 1 &&
 	    strcmp(name, "X509 CRL") == 0 && (out = malloc((size_t)dlen + 1)) != NULL) {
-		memcpy(out, data, (size_t)dlen);
+		memcpy(out, der, (size_t)dlen);
 		*len = (size_t)dlen;
 	} else {
-		snprintf(err, errlen, "%s: neither DER nor a PEM X509 CRL", path);
+		snprintf(err, errlen, "%.300s: neither DER nor a PEM X509 CRL", path);
 	}
 	OPENSSL_free(name);
 	OPENSSL_free(header);
-	OPENSSL_free(data);
+	OPENSSL_free(der);
 	BIO_free(bio);
 	ERR_clear_error();
-	buf_free(&b);
+	free(data);
 	return out;
 }
 

@@ -4,7 +4,6 @@
  * ocsp_staple), replacing the file atomically; with --watch, keeps it fresh.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <openssl/err.h>
 #include <openssl/ocsp.h>
@@ -20,6 +19,7 @@
 
 #include "cli/cli.h"
 #include "cli/httpc.h"
+#include "core/file.h"
 #include "core/pem.h"
 
 static const char staple_usage[] =
@@ -62,34 +62,6 @@ static void on_stop(int sig)
 {
 	(void)sig;
 	stop_requested = 1;
-}
-
-static int write_atomically(const char *path, const uint8_t *der, size_t len, char *err,
-                            size_t errlen)
-{
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		snprintf(err, errlen, "%.300s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, der + done, len - done);
-		if (n <= 0 && errno != EINTR)
-			break;
-		if (n > 0)
-			done += (size_t)n;
-	}
-	bool ok = done == len && fsync(fd) == 0;
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
 }
 
 /* One fetch: checked, written. Returns the answer's nextUpdate (seconds since the
@@ -167,7 +139,7 @@ static int64_t fetch(X509 *cert, X509 *issuer, const char *url, const char *out,
 		snprintf(err, errlen, "%s: an unreadable nextUpdate", url);
 		goto out;
 	}
-	if (write_atomically(out, res.body, res.len, err, errlen) != 0)
+	if (file_write_atomic(out, res.body, res.len, err, errlen) != 0)
 		goto out;
 	next = (int64_t)timegm(&tm);
 	printf("%s: %s, valid until %s", out, OCSP_cert_status_str(status),

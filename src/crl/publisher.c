@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "crl/crl.h"
 #include "crl/repo.h"
@@ -171,12 +172,14 @@ static struct cache_entry *make_pem_entry(const uint8_t *der, size_t len, const 
 
 /*
  * A document from DER a repository holds or revd built: parsed, so that what is served
- * is a CRL of this series. NULL (and why in err) if it is not one. done_with: the
+ * is a CRL of this series. NULL (and why in err) if it is not one. signed_here: revd
+ * just built and signed it, so its signature is not checked again. done_with: the
  * caller's malloc'd copy of der, freed as soon as it is copied (a CRL can be large);
  * NULL: der stays the caller's.
  */
 static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, size_t len,
-                               bool delta, uint8_t *done_with, char *err, size_t errlen)
+                               bool delta, bool signed_here, uint8_t *done_with, char *err,
+                               size_t errlen)
 {
 	struct crl_info info;
 	struct crl_doc *d = NULL;
@@ -194,7 +197,7 @@ static struct crl_doc *doc_new(const struct crl_series *s, const uint8_t *der, s
 		         s->url_full);
 		goto fail;
 	}
-	if (!signed_by_ca(s->issuer, der, len, &info)) {
+	if (!signed_here && !signed_by_ca(s->issuer, der, len, &info)) {
 		snprintf(err, errlen, "the CRL's signature does not verify with the CA's key");
 		goto fail;
 	}
@@ -487,7 +490,7 @@ static void take(struct crl_publisher *p, struct crl_series *s, struct crl_blob 
 	if (b->der == NULL || (cur != NULL && cur->number == b->number))
 		return;
 	char err[256];
-	struct crl_doc *d = doc_new(s, b->der, b->len, delta, b->der, err, sizeof(err));
+	struct crl_doc *d = doc_new(s, b->der, b->len, delta, false, b->der, err, sizeof(err));
 	b->der = NULL; /* freed by doc_new */
 	if (d == NULL) {
 		log_error("CRL %s: the %s CRL number %llu published is refused: %s", s->stem,
@@ -532,7 +535,7 @@ static int publish(struct crl_publisher *p, struct crl_series *s, uint64_t numbe
 	int rc = -1;
 	if (build(p, s, number, base, now, &b, err, errlen) != 0)
 		goto out;
-	struct crl_doc *d = doc_new(s, b.data, b.len, base != NULL, b.data, err, errlen);
+	struct crl_doc *d = doc_new(s, b.data, b.len, base != NULL, true, b.data, err, errlen);
 	buf_init(&b, 0); /* its bytes were freed by doc_new, once copied */
 	if (d == NULL)
 		goto out;
@@ -946,19 +949,12 @@ long crl_publisher_write(struct crl_publisher *p, const char *dir, char *err, si
 			pthread_mutex_unlock(&p->lock);
 			if (e == NULL)
 				continue;
-			char path[4096], tmp[4200];
+			char path[4096];
 			snprintf(path, sizeof(path), "%s/%s", dir, delta ? s->file_delta : s->file_full);
-			snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-			FILE *f = fopen(tmp, "wb");
-			bool ok = f != NULL && fwrite(e->der, 1, e->der_len, f) == e->der_len;
-			ok = f != NULL && fclose(f) == 0 && ok;
-			ok = ok && rename(tmp, path) == 0;
+			int rc = file_write_atomic(path, e->der, e->der_len, err, errlen);
 			cache_entry_unref(e);
-			if (!ok) {
-				snprintf(err, errlen, "%s: %s", path, strerror(errno));
-				unlink(tmp);
+			if (rc != 0)
 				return -1;
-			}
 			n++;
 		}
 	}
@@ -993,7 +989,7 @@ int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint
 		         issuer);
 		return -1;
 	}
-	struct crl_doc *d = doc_new(s, der, len, info.is_delta, NULL, e, sizeof(e));
+	struct crl_doc *d = doc_new(s, der, len, info.is_delta, false, NULL, e, sizeof(e));
 	if (d == NULL) {
 		snprintf(err, errlen, "%s: %s", s->stem, e);
 		return -1;

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "crl/crl.h"
 
 #define DIR_MAX_CRL ((size_t)4 << 30)
@@ -38,78 +39,10 @@ static void path_of(const struct dir_repo *r, const char *stem, const char *suff
 	snprintf(out, outlen, "%s/%s%s", r->dir, stem, suffix);
 }
 
-/* Reads a whole file; ENOENT leaves b empty and succeeds. */
+/* Reads a whole file; a missing one leaves b empty and succeeds. */
 static int read_file(const char *path, struct crl_blob *b, char *err, size_t errlen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno == ENOENT)
-			return 0;
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	struct stat st;
-	int rc = -1;
-	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > DIR_MAX_CRL) {
-		snprintf(err, errlen, "%s: not a regular file of at most 4 GiB", path);
-		goto out;
-	}
-	b->der = malloc(st.st_size > 0 ? (size_t)st.st_size : 1);
-	if (b->der == NULL) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	size_t got = 0;
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, b->der + got, (size_t)st.st_size - got);
-		if (n <= 0) {
-			snprintf(err, errlen, "%s: %s", path, n < 0 ? strerror(errno) : "shorter than its size");
-			crl_blob_clear(b);
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	b->len = got;
-	rc = 0;
-out:
-	close(fd);
-	return rc;
-}
-
-static int write_file(const struct dir_repo *r, const char *path, const void *data, size_t len,
-                      char *err, size_t errlen)
-{
-	char tmp[4200];
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	const uint8_t *p = data;
-	size_t done = 0;
-	while (done < len) {
-		ssize_t n = write(fd, p + done, len - done);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			break;
-		}
-		done += (size_t)n;
-	}
-	bool ok = done == len && fsync(fd) == 0;
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		return -1;
-	}
-	int dfd = open(r->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		fsync(dfd);
-		close(dfd);
-	}
-	return 0;
+	return file_read(path, DIR_MAX_CRL, &b->der, &b->len, err, errlen) < 0 ? -1 : 0;
 }
 
 static int read_head(const struct dir_repo *r, const char *stem, uint64_t v[3], char *err,
@@ -235,16 +168,16 @@ static int dir_publish(struct crl_repo *base, const struct crl_series_id *s, uin
 	int n = snprintf(line, sizeof(line), "%llu %llu %llu\n", (unsigned long long)head[0],
 	                 (unsigned long long)head[1], (unsigned long long)head[2]);
 	path_of(r, s->stem, ".head", path, sizeof(path));
-	if (write_file(r, path, line, (size_t)n, err, errlen) != 0)
+	if (file_write_atomic(path, line, (size_t)n, err, errlen) != 0)
 		return -1;
 	path_of(r, s->stem, delta_base ? "-delta.crl" : ".crl", path, sizeof(path));
-	if (write_file(r, path, der, len, err, errlen) != 0)
+	if (file_write_atomic(path, der, len, err, errlen) != 0)
 		return -1;
 	head[delta_base ? 1 : 0] = number;
 	n = snprintf(line, sizeof(line), "%llu %llu %llu\n", (unsigned long long)head[0],
 	             (unsigned long long)head[1], (unsigned long long)head[2]);
 	path_of(r, s->stem, ".head", path, sizeof(path));
-	return write_file(r, path, line, (size_t)n, err, errlen);
+	return file_write_atomic(path, line, (size_t)n, err, errlen);
 }
 
 static int dir_unlock(struct crl_repo *base, const struct crl_series_id *s, bool commit,

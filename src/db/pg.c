@@ -1034,8 +1034,13 @@ static long pg_scan_locked(struct store *base, struct store_issuer *sis,
 		}
 	}
 	int32_t id = atomic_load(&is->id);
-	if (id == 0)
-		id = scan_resolve(st, is); /* no change feed runs (a command), or it is not up yet */
+	if (id == 0) {
+		/* No change feed runs (a command), or it is not up yet: resolved here, once. */
+		int32_t expected = 0;
+		id = scan_resolve(st, is);
+		if (id > 0 && !atomic_compare_exchange_strong(&is->id, &expected, id))
+			id = expected; /* the feed got there first: its verdict holds */
+	}
 	if (id <= 0) {
 		snprintf(err, errlen, "issuer '%s' is not in the database with the configured "
 		                      "certificate", is->name);

@@ -179,31 +179,6 @@ static bool openssl_reads_algorithm(const struct der_cursor *alg)
 	return ok;
 }
 
-static size_t hdr_len(size_t n)
-{
-	return n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
-}
-
-static uint8_t *put(uint8_t *o, int tag, size_t n)
-{
-	size_t hl = hdr_len(n);
-	o[0] = (uint8_t)tag;
-	if (hl == 2) {
-		o[1] = (uint8_t)n;
-	} else {
-		o[1] = (uint8_t)(0x80 | (hl - 2));
-		for (size_t i = hl - 1; i >= 2; i--, n >>= 8)
-			o[i] = (uint8_t)n;
-	}
-	return o + hl;
-}
-
-static uint8_t *put_bytes(uint8_t *o, const void *p, size_t n)
-{
-	memcpy(o, p, n);
-	return o + n;
-}
-
 /* The CRL with its issuer replaced by CN=revd. A malloc'd CertificateList; its length
  * to *len. */
 static uint8_t *with_plain_issuer(const struct crl_info *info, size_t *len)
@@ -216,19 +191,19 @@ static uint8_t *with_plain_issuer(const struct crl_info *info, size_t *len)
 	size_t after = (size_t)(tc.end - info->issuer.end);
 	size_t tbs_c = before + sizeof(plain) + after;
 	size_t sig_c = 1 + der_len(&info->sig);
-	size_t list_c = hdr_len(tbs_c) + tbs_c + der_len(&info->sigalg) + hdr_len(sig_c) + sig_c;
-	*len = hdr_len(list_c) + list_c;
+	size_t list_c = fuzz_der_hdr_len(tbs_c) + tbs_c + der_len(&info->sigalg) + fuzz_der_hdr_len(sig_c) + sig_c;
+	*len = fuzz_der_hdr_len(list_c) + list_c;
 	uint8_t *out = malloc(*len), *o = out;
 	FUZZ_CHECK(out != NULL, "malloc");
-	o = put(o, DER_SEQUENCE, list_c);
-	o = put(o, DER_SEQUENCE, tbs_c);
-	o = put_bytes(o, tc.p, before);
-	o = put_bytes(o, plain, sizeof(plain));
-	o = put_bytes(o, info->issuer.end, after);
-	o = put_bytes(o, info->sigalg.p, der_len(&info->sigalg));
-	o = put(o, DER_BIT_STRING, sig_c);
+	o = fuzz_der_put(o, DER_SEQUENCE, list_c);
+	o = fuzz_der_put(o, DER_SEQUENCE, tbs_c);
+	o = fuzz_put_bytes(o, tc.p, before);
+	o = fuzz_put_bytes(o, plain, sizeof(plain));
+	o = fuzz_put_bytes(o, info->issuer.end, after);
+	o = fuzz_put_bytes(o, info->sigalg.p, der_len(&info->sigalg));
+	o = fuzz_der_put(o, DER_BIT_STRING, sig_c);
 	*o++ = 0;
-	o = put_bytes(o, info->sig.p, der_len(&info->sig));
+	o = fuzz_put_bytes(o, info->sig.p, der_len(&info->sig));
 	FUZZ_CHECK(o == out + *len, "CRL with a plain issuer: length");
 	return out;
 }

@@ -269,31 +269,6 @@ static bool openssl_refuses_carried(const struct ocsp_parsed_response *p)
 	return refused;
 }
 
-static size_t hdr_len(size_t n)
-{
-	return n < 0x80 ? 2 : n < 0x100 ? 3 : n < 0x10000 ? 4 : 5;
-}
-
-static uint8_t *put(uint8_t *o, int tag, size_t n)
-{
-	size_t hl = hdr_len(n);
-	o[0] = (uint8_t)tag;
-	if (hl == 2) {
-		o[1] = (uint8_t)n;
-	} else {
-		o[1] = (uint8_t)(0x80 | (hl - 2));
-		for (size_t i = hl - 1; i >= 2; i--, n >>= 8)
-			o[i] = (uint8_t)n;
-	}
-	return o + hl;
-}
-
-static uint8_t *put_bytes(uint8_t *o, const void *p, size_t n)
-{
-	memcpy(o, p, n);
-	return o + n;
-}
-
 /*
  * p's response without the parts revd carries unread: no certs, and a byName
  * ResponderID replaced by a byKey one. A malloc'd OCSPResponse; its length to *len.
@@ -310,30 +285,30 @@ static uint8_t *stripped(const struct ocsp_parsed_response *p, size_t *len)
 	size_t rid_len = p->responder_id[0] == 0xa1 ? sizeof(by_key) : p->responder_id_len;
 	size_t before = (size_t)(p->responder_id - tc), after = (size_t)(tc + tlen - rid_end);
 	size_t tbs_c = before + rid_len + after;
-	size_t basic_c = hdr_len(tbs_c) + tbs_c + p->sigalg_len + hdr_len(1 + p->sig_len) + 1 +
+	size_t basic_c = fuzz_der_hdr_len(tbs_c) + tbs_c + p->sigalg_len + fuzz_der_hdr_len(1 + p->sig_len) + 1 +
 	                 p->sig_len;
-	size_t octets = hdr_len(basic_c) + basic_c;
-	size_t bytes_c = sizeof(basic_oid) + hdr_len(octets) + octets;
-	size_t tagged = hdr_len(bytes_c) + bytes_c;
-	size_t resp_c = 3 + hdr_len(tagged) + tagged;
-	*len = hdr_len(resp_c) + resp_c;
+	size_t octets = fuzz_der_hdr_len(basic_c) + basic_c;
+	size_t bytes_c = sizeof(basic_oid) + fuzz_der_hdr_len(octets) + octets;
+	size_t tagged = fuzz_der_hdr_len(bytes_c) + bytes_c;
+	size_t resp_c = 3 + fuzz_der_hdr_len(tagged) + tagged;
+	*len = fuzz_der_hdr_len(resp_c) + resp_c;
 	uint8_t *out = malloc(*len), *o = out;
 	FUZZ_CHECK(out != NULL, "malloc");
-	o = put(o, 0x30, resp_c);
-	o = put_bytes(o, "\x0a\x01\x00", 3);
-	o = put(o, 0xa0, tagged);
-	o = put(o, 0x30, bytes_c);
-	o = put_bytes(o, basic_oid, sizeof(basic_oid));
-	o = put(o, 0x04, octets);
-	o = put(o, 0x30, basic_c);
-	o = put(o, 0x30, tbs_c);
-	o = put_bytes(o, tc, before);
-	o = put_bytes(o, rid, rid_len);
-	o = put_bytes(o, rid_end, after);
-	o = put_bytes(o, p->sigalg, p->sigalg_len);
-	o = put(o, 0x03, 1 + p->sig_len);
+	o = fuzz_der_put(o, 0x30, resp_c);
+	o = fuzz_put_bytes(o, "\x0a\x01\x00", 3);
+	o = fuzz_der_put(o, 0xa0, tagged);
+	o = fuzz_der_put(o, 0x30, bytes_c);
+	o = fuzz_put_bytes(o, basic_oid, sizeof(basic_oid));
+	o = fuzz_der_put(o, 0x04, octets);
+	o = fuzz_der_put(o, 0x30, basic_c);
+	o = fuzz_der_put(o, 0x30, tbs_c);
+	o = fuzz_put_bytes(o, tc, before);
+	o = fuzz_put_bytes(o, rid, rid_len);
+	o = fuzz_put_bytes(o, rid_end, after);
+	o = fuzz_put_bytes(o, p->sigalg, p->sigalg_len);
+	o = fuzz_der_put(o, 0x03, 1 + p->sig_len);
 	*o++ = 0;
-	o = put_bytes(o, p->sig, p->sig_len);
+	o = fuzz_put_bytes(o, p->sig, p->sig_len);
 	FUZZ_CHECK(o == out + *len, "stripped response length");
 	return out;
 }

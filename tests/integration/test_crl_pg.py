@@ -437,21 +437,7 @@ class CrlPgTest(PgTestCase, RevdTestCase):
                % ((time.monotonic() - t0) * 1000))
         self.assertEqual(full.number, 100)
         # Another key, the CA's name, a higher number: inserted behind revd's back.
-        other_key = os.path.join(self.tmp, "other.key")
-        other_ca = os.path.join(self.tmp, "other-ca.pem")
-        rr = run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-                  "ec_paramgen_curve:P-256", "-nodes", "-keyout", other_key, "-out", other_ca,
-                  "-days", "30", "-subj", "/O=revd test PKI/CN=revd test CA level 2",
-                  "-config", cnf, "-extensions", "v3_ca"])
-        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
-        with open(os.path.join(cadir, "crlnumber"), "w") as f:
-            f.write("%04X\n" % 200)
-        bad = os.path.join(self.tmp, "bad.pem")
-        rr = run(["openssl", "ca", "-config", cnf, "-batch", "-gencrl", "-crlhours", "2",
-                  "-keyfile", other_key, "-cert", other_ca, "-out", bad])
-        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
-        with open(bad) as f:
-            bad_der = pem_crl_to_der(f.read())
+        bad, bad_der = self.forged_crl(cnf, cadir, 200)
         bad_crl = Crl(bad_der)
         self.assertEqual((bad_crl.number, bad_crl.issuer_der), (200, full.issuer_der))
         ok, _ = openssl_crl_verify(bad_der, pki.chain)
@@ -521,21 +507,7 @@ class CrlPgTest(PgTestCase, RevdTestCase):
         self.wait_same_full(rs, lambda c: c.der == der100)
         # The refused row: the good CRL with its signature spoilt, renumbered 200 is not
         # possible without the key, so: number 200 from another key, the CA's name.
-        other_key = os.path.join(self.tmp, "other.key")
-        other_ca = os.path.join(self.tmp, "other-ca.pem")
-        rr = run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
-                  "ec_paramgen_curve:P-256", "-nodes", "-keyout", other_key, "-out", other_ca,
-                  "-days", "30", "-subj", "/O=revd test PKI/CN=revd test CA level 2",
-                  "-config", cnf, "-extensions", "v3_ca"])
-        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
-        with open(os.path.join(cadir, "crlnumber"), "w") as f:
-            f.write("%04X\n" % 200)
-        bad = os.path.join(self.tmp, "bad.pem")
-        rr = run(["openssl", "ca", "-config", cnf, "-batch", "-gencrl", "-crlhours", "2",
-                  "-keyfile", other_key, "-cert", other_ca, "-out", bad])
-        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
-        with open(bad) as f:
-            bad_der = pem_crl_to_der(f.read())
+        bad, bad_der = self.forged_crl(cnf, cadir, 200)
         self.psql(dsn, "INSERT INTO crls (issuer_id, shard, number, this_update, next_update, "
                        "der) SELECT id, 0, 200, now(), now() + interval '2 hours', "
                        "decode('%s', 'hex') FROM issuers WHERE name = 'main'" % bad_der.hex())
@@ -549,6 +521,25 @@ class CrlPgTest(PgTestCase, RevdTestCase):
         with open(crls[150]) as f:
             der150 = pem_crl_to_der(f.read())
         self.wait_same_full(rs, lambda c: c.der == der150)
+
+    def forged_crl(self, cnf, cadir, number):
+        """A CRL numbered number with the CA's name, signed by another key (a CA
+        certificate made for it): (its PEM path, its DER)."""
+        other_key = os.path.join(self.tmp, "other.key")
+        other_ca = os.path.join(self.tmp, "other-ca.pem")
+        rr = run(["openssl", "req", "-x509", "-new", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:P-256", "-nodes", "-keyout", other_key, "-out", other_ca,
+                  "-days", "30", "-subj", "/O=revd test PKI/CN=revd test CA level 2",
+                  "-config", cnf, "-extensions", "v3_ca"])
+        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
+        with open(os.path.join(cadir, "crlnumber"), "w") as f:
+            f.write("%04X\n" % number)
+        bad = os.path.join(self.tmp, "bad.pem")
+        rr = run(["openssl", "ca", "-config", cnf, "-batch", "-gencrl", "-crlhours", "2",
+                  "-keyfile", other_key, "-cert", other_ca, "-out", bad])
+        self.assertEqual(rr.returncode, 0, rr.stderr.decode())
+        with open(bad) as f:
+            return bad, pem_crl_to_der(f.read())
 
     def wait_same_full(self, rs, pred, timeout=DELTA_DEADLINE):
         def probe():
