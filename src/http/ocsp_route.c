@@ -780,8 +780,14 @@ static void handle_get(struct http_request *req)
 	/* Probes and metrics (no base64 OCSP request is spelled so). */
 	if (strcmp(p, "/metrics") == 0) {
 		struct buf b;
-		buf_init(&b, 1 << 20);
+		/* 4096 CRLs at 8 lines each fit; a cut page is refused, not served. */
+		buf_init(&b, 16 << 20);
 		http_metrics(req->worker->server, &b);
+		if (b.failed) {
+			buf_free(&b);
+			http_respond_status(req, 500, "the metrics do not fit in 16 MiB");
+			return;
+		}
 		size_t len;
 		uint8_t *body = buf_steal(&b, &len);
 		http_respond_body(req, 200, "text/plain; version=0.0.4; charset=utf-8", body, len);
