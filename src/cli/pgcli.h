@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db/revoke.h" /* serials, times and reasons as the operator spells them */
 #include "db/store.h"
 
 /* Prints "revd CMD: message" on stderr. */
@@ -99,28 +100,5 @@ int pgcli_issuer_find(struct pgcli *c, const char *name, int *id, X509 **cert);
 struct index_snapshot;
 /* Reads and parses an OpenSSL index.txt (index_parse); NULL after "revd CMD: path: why". */
 struct index_snapshot *pgcli_load_index(const char *cmd, const char *path);
-
-/* ---- values ---- */
-
-/* A serial in hex (optional 0x or '-', any case, as openssl and index.txt write it;
- * parsed by index_serial_from_hex) to INTEGER contents. */
-bool pgcli_serial_parse(const char *text, struct store_serial *out);
-
-/* "0x01AF" for display: the value in hex as openssl prints it (no 00 sign octet;
- * "-0x.." for a negative serial). */
-#define PGCLI_SERIAL_HEX_LEN (2 * STORE_MAX_SERIAL + 4)
-void pgcli_serial_hex(const struct store_serial *s, char out[PGCLI_SERIAL_HEX_LEN]);
-
-/* YYYYMMDDHHMMSSZ, or ISO 8601 YYYY-MM-DD[T ]HH:MM:SS[.fraction](Z|±HH:MM|±HHMM). */
-bool pgcli_time_parse(const char *text, int64_t *t);
-
-/* "2024-01-02T03:04:05Z" */
-#define PGCLI_TIME_LEN 32
-void pgcli_time_format(int64_t t, char out[PGCLI_TIME_LEN]);
-
-/* CRLReason by name (RFC 5280 spelling, any case; "CACompromise" too). -1 if unknown. */
-int pgcli_reason_parse(const char *name);
-/* "keyCompromise" ... for a CRLReason; "no reason given" for STORE_REASON_NONE. */
-const char *pgcli_reason_name(int reason);
 
 #endif

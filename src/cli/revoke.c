@@ -5,7 +5,6 @@
 
 #include "cli/cli.h"
 #include "cli/pgcli.h"
-#include "ocsp/ocsp.h"
 
 static const char revoke_usage[] =
 	"usage: revd revoke [--dsn DSN] --issuer NAME --serial HEX --reason REASON\n"
@@ -35,167 +34,67 @@ enum { OPT_DSN = 1000, OPT_ISSUER, OPT_SERIAL, OPT_REASON, OPT_INVALIDITY, OPT_T
 
 struct revoke_args {
 	const char *dsn, *issuer, *serial_text;
-	struct store_serial serial;
-	char serial_hex[PGCLI_SERIAL_HEX_LEN];
-	bool unhold;
-	int reason;
-	bool has_time, has_invalidity;
-	char time[PGCLI_TIME_LEN], invalidity[PGCLI_TIME_LEN];
+	struct revoke_change ch;
+	char serial_hex[REVOKE_SERIAL_HEX_LEN];
+	char time[REVOKE_TIME_LEN], invalidity[REVOKE_TIME_LEN];
 };
 
-/* The certificate's row, locked for this transaction. */
-struct cert_state {
-	bool revoked;
-	int reason; /* STORE_REASON_NONE: NULL */
-	char revoked_at[PGCLI_TIME_LEN];
-};
-
-/* Parameters $1 issuer id, $2 serial (binary) for the statements below. */
-struct cert_key {
-	char id[16];
-	const char *vals[5];
-	int lens[5];
-	int fmts[5];
-};
-
-static void cert_key_init(struct cert_key *k, int issuer_id, const struct store_serial *serial)
+/* Says what revoke_apply did, or why it did nothing. */
+static int report(const struct revoke_args *a, enum revoke_result res,
+                  const struct revoke_state *before, const struct revoke_state *after,
+                  const char *err)
 {
-	memset(k, 0, sizeof(*k));
-	snprintf(k->id, sizeof(k->id), "%d", issuer_id);
-	k->vals[0] = k->id;
-	k->vals[1] = (const char *)serial->bytes;
-	k->lens[1] = serial->len;
-	k->fmts[1] = 1;
-}
-
-/* 1 found (state filled), 0 not issued, -1 error. */
-static int lock_cert(struct pgcli *c, struct cert_key *k, struct cert_state *st)
-{
-	PGresult *r = pgcli_query(c, "looking up the certificate",
-	                          "SELECT revoked_at IS NOT NULL, reason,"
-	                          " floor(extract(epoch FROM revoked_at))::bigint"
-	                          " FROM certificates WHERE issuer_id = $1 AND serial = $2"
-	                          " FOR UPDATE",
-	                          2, k->vals, k->lens, k->fmts);
-	if (r == NULL)
-		return -1;
-	int found = PQntuples(r) == 1;
-	if (found) {
-		st->revoked = PQgetvalue(r, 0, 0)[0] == 't';
-		st->reason = PQgetisnull(r, 0, 1) ? STORE_REASON_NONE : atoi(PQgetvalue(r, 0, 1));
-		st->revoked_at[0] = '\0';
-		if (st->revoked)
-			pgcli_time_format(atoll(PQgetvalue(r, 0, 2)), st->revoked_at);
-	}
-	PQclear(r);
-	return found;
-}
-
-/* Runs an UPDATE of the locked row; when it returns the revocation time, into at. */
-static bool set_revocation(struct pgcli *c, struct cert_key *k, const char *sql, int n,
-                           char at[PGCLI_TIME_LEN])
-{
-	PGresult *r = pgcli_query(c, "updating the certificate", sql, n, k->vals, k->lens, k->fmts);
-	if (r != NULL && at != NULL && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
-		pgcli_time_format(atoll(PQgetvalue(r, 0, 0)), at);
-	PQclear(r);
-	return r != NULL;
-}
-
-static int do_unhold(struct pgcli *c, const struct revoke_args *a, struct cert_key *k,
-                     const struct cert_state *st)
-{
-	if (!st->revoked) {
-		pgcli_error(CMD, "serial %s of %s is not revoked: there is no hold to release",
-		            a->serial_hex, a->issuer);
-		return CLI_FAIL;
-	}
-	if (st->reason != OCSP_REASON_CERTIFICATE_HOLD) {
-		pgcli_error(CMD, "serial %s of %s is revoked (%s, at %s), not on hold: only a "
-		                 "certificateHold can be released", a->serial_hex, a->issuer,
-		            pgcli_reason_name(st->reason), st->revoked_at);
-		return CLI_FAIL;
-	}
-	if (!set_revocation(c, k,
-	                    "UPDATE certificates SET revoked_at = NULL, reason = NULL,"
-	                    " invalidity_date = NULL WHERE issuer_id = $1 AND serial = $2",
-	                    2, NULL) ||
-	    !pgcli_run(c, "committing", "COMMIT"))
-		return CLI_FAIL;
-	printf("released serial %s of %s from certificateHold (held since %s)\n", a->serial_hex,
-	       a->issuer, st->revoked_at);
-	return CLI_OK;
-}
-
-static int do_revoke(struct pgcli *c, const struct revoke_args *a, struct cert_key *k,
-                     const struct cert_state *st)
-{
-	bool escalate = st->revoked && st->reason == OCSP_REASON_CERTIFICATE_HOLD &&
-	                a->reason != OCSP_REASON_CERTIFICATE_HOLD;
-	if (st->revoked && !escalate) {
-		pgcli_error(CMD, "serial %s of %s is already revoked (at %s, %s)", a->serial_hex,
-		            a->issuer, st->revoked_at, pgcli_reason_name(st->reason));
-		return CLI_FAIL;
-	}
-	char reason[8];
-	snprintf(reason, sizeof(reason), "%d", a->reason);
-	k->vals[2] = reason;
-	k->vals[3] = a->has_invalidity ? a->invalidity : NULL;
-	k->vals[4] = a->has_time ? a->time : NULL;
-	static const char escalate_sql[] =
-		"UPDATE certificates SET reason = $3, invalidity_date = $4::timestamptz"
-		" WHERE issuer_id = $1 AND serial = $2";
-	/* Whole seconds, as OCSP carries them. */
-	static const char revoke_sql[] =
-		"UPDATE certificates SET reason = $3, invalidity_date = $4::timestamptz,"
-		" revoked_at = coalesce($5::timestamptz, date_trunc('second', now()))"
-		" WHERE issuer_id = $1 AND serial = $2"
-		" RETURNING floor(extract(epoch FROM revoked_at))::bigint";
-	char at[PGCLI_TIME_LEN] = "";
-	bool ok = escalate ? set_revocation(c, k, escalate_sql, 4, NULL)
-	                   : set_revocation(c, k, revoke_sql, 5, at);
-	if (!ok || !pgcli_run(c, "committing", "COMMIT"))
-		return CLI_FAIL;
-	if (escalate)
+	const char *sx = a->serial_hex, *is = a->issuer;
+	char was[REVOKE_TIME_LEN], at[REVOKE_TIME_LEN];
+	revoke_time_format(before->revoked_at, was);
+	revoke_time_format(after->revoked_at, at);
+	switch (res) {
+	case REVOKE_REVOKED:
+		printf("revoked serial %s of %s at %s, reason %s%s%s\n", sx, is, at,
+		       revoke_reason_name(a->ch.reason), a->ch.invalidity_date ? ", invalidity date " : "",
+		       a->ch.invalidity_date ? a->invalidity : "");
+		return CLI_OK;
+	case REVOKE_REASON_CHANGED:
 		printf("serial %s of %s, on hold since %s, is now revoked: %s (revocation time "
-		       "kept%s)\n", a->serial_hex, a->issuer, st->revoked_at,
-		       pgcli_reason_name(a->reason), a->has_time ? "; --time ignored" : "");
-	else
-		printf("revoked serial %s of %s at %s, reason %s%s%s\n", a->serial_hex, a->issuer,
-		       at, pgcli_reason_name(a->reason),
-		       a->has_invalidity ? ", invalidity date " : "",
-		       a->has_invalidity ? a->invalidity : "");
-	return CLI_OK;
-}
-
-static int revoke_run(struct pgcli *c, const struct revoke_args *a)
-{
-	int issuer_id;
-	if (!pgcli_run(c, "starting the transaction", "BEGIN"))
-		return CLI_FAIL;
-	if (pgcli_issuer_find(c, a->issuer, &issuer_id, NULL) != 1)
-		return CLI_FAIL;
-	struct cert_key k;
-	struct cert_state st;
-	cert_key_init(&k, issuer_id, &a->serial);
-	int found = lock_cert(c, &k, &st);
-	if (found < 0)
-		return CLI_FAIL;
-	if (found == 0) {
-		pgcli_error(CMD, "serial %s is not in the database: not issued by %s", a->serial_hex,
-		            a->issuer);
-		return CLI_FAIL;
+		       "kept%s)\n", sx, is, was, revoke_reason_name(a->ch.reason),
+		       a->ch.revoked_at ? "; --time ignored" : "");
+		return CLI_OK;
+	case REVOKE_RELEASED:
+		printf("released serial %s of %s from certificateHold (held since %s)\n", sx, is, was);
+		return CLI_OK;
+	case REVOKE_UNKNOWN_ISSUER:
+		pgcli_error(CMD, "no issuer named '%s' in the database (add it with "
+		                 "`revd db add-issuer`)", is);
+		break;
+	case REVOKE_NOT_ISSUED:
+		pgcli_error(CMD, "serial %s is not in the database: not issued by %s", sx, is);
+		break;
+	case REVOKE_ALREADY:
+		pgcli_error(CMD, "serial %s of %s is already revoked (at %s, %s)", sx, is, was,
+		            revoke_reason_name(before->reason));
+		break;
+	case REVOKE_NOT_REVOKED:
+		pgcli_error(CMD, "serial %s of %s is not revoked: there is no hold to release", sx, is);
+		break;
+	case REVOKE_NOT_HELD:
+		pgcli_error(CMD, "serial %s of %s is revoked (%s, at %s), not on hold: only a "
+		                 "certificateHold can be released", sx, is,
+		            revoke_reason_name(before->reason), was);
+		break;
+	case REVOKE_FAILED:
+		pgcli_error(CMD, "%s", err);
+		break;
 	}
-	return a->unhold ? do_unhold(c, a, &k, &st) : do_revoke(c, a, &k, &st);
+	return CLI_FAIL;
 }
 
-static int parse_time_arg(const char *opt, const char *text, char out[PGCLI_TIME_LEN])
+static int parse_time_arg(const char *opt, const char *text, int64_t *t,
+                          char out[REVOKE_TIME_LEN])
 {
-	int64_t t;
-	if (!pgcli_time_parse(text, &t))
+	if (!revoke_time_parse(text, t) || *t <= 0)
 		return pgcli_value_error(CMD, "%s: '%s' is not YYYYMMDDHHMMSSZ or ISO 8601 "
-		                              "(2024-01-02T03:04:05Z)", opt, text);
-	pgcli_time_format(t, out);
+		                              "(2024-01-02T03:04:05Z) after 1970", opt, text);
+	revoke_time_format(*t, out);
 	return CLI_OK;
 }
 
@@ -207,20 +106,21 @@ static int check_args(struct revoke_args *a, const char *reason)
 		                         a->dsn == NULL      ? "--dsn (or REVD_DSN)"
 		                         : a->issuer == NULL ? "--issuer"
 		                                             : "--serial");
-	if (!pgcli_serial_parse(a->serial_text, &a->serial))
+	if (!revoke_serial_parse(a->serial_text, &a->ch.serial))
 		return pgcli_value_error(CMD, "--serial: '%s' is not a serial number in hex (1 to "
 		                              "%d octets)", a->serial_text, STORE_MAX_SERIAL);
-	pgcli_serial_hex(&a->serial, a->serial_hex);
-	if (a->unhold) {
-		if (reason != NULL || a->has_time || a->has_invalidity)
+	revoke_serial_hex(&a->ch.serial, a->serial_hex);
+	a->ch.issuer = a->issuer;
+	if (a->ch.op == REVOKE_OP_UNHOLD) {
+		if (reason != NULL || a->ch.revoked_at || a->ch.invalidity_date)
 			return pgcli_usage_error(CMD, revoke_usage, "--unhold takes no --reason, "
 			                                            "--time or --invalidity-date");
 		return CLI_OK;
 	}
 	if (reason == NULL)
 		return pgcli_usage_error(CMD, revoke_usage, "--reason is required");
-	a->reason = pgcli_reason_parse(reason);
-	if (a->reason < 0)
+	a->ch.reason = revoke_reason_parse(reason);
+	if (a->ch.reason < 0)
 		return pgcli_value_error(CMD, "--reason: unknown reason '%s'", reason);
 	return CLI_OK;
 }
@@ -249,14 +149,13 @@ int cli_revoke(int argc, char **argv)
 		case OPT_ISSUER: a.issuer = optarg; break;
 		case OPT_SERIAL: a.serial_text = optarg; break;
 		case OPT_REASON: reason = optarg; break;
-		case OPT_UNHOLD: a.unhold = true; break;
+		case OPT_UNHOLD: a.ch.op = REVOKE_OP_UNHOLD; break;
 		case OPT_INVALIDITY:
-			a.has_invalidity = true;
-			status = parse_time_arg("--invalidity-date", optarg, a.invalidity);
+			status = parse_time_arg("--invalidity-date", optarg, &a.ch.invalidity_date,
+			                        a.invalidity);
 			break;
 		case OPT_TIME:
-			a.has_time = true;
-			status = parse_time_arg("--time", optarg, a.time);
+			status = parse_time_arg("--time", optarg, &a.ch.revoked_at, a.time);
 			break;
 		}
 	}
@@ -271,8 +170,10 @@ int cli_revoke(int argc, char **argv)
 	struct pgcli c;
 	if (!pgcli_connect(&c, CMD, a.dsn))
 		return CLI_FAIL;
-	status = revoke_run(&c, &a);
-	pgcli_rollback(&c);
+	struct revoke_state before, after;
+	char err[512];
+	enum revoke_result res = revoke_apply(c.conn, &a.ch, &before, &after, err, sizeof(err));
+	status = report(&a, res, &before, &after, err);
 	pgcli_close(&c);
 	return status;
 }

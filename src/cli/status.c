@@ -110,12 +110,12 @@ static int record_from_db(const struct status_args *a, struct store_record *rec,
 
 static void print_revocation(const struct ocsp_single *s)
 {
-	char t[PGCLI_TIME_LEN];
-	pgcli_time_format(s->revoked_at, t);
+	char t[REVOKE_TIME_LEN];
+	revoke_time_format(s->revoked_at, t);
 	printf("revoked at %s, %s%s", t, s->reason == OCSP_REASON_NONE ? "" : "reason ",
-	       pgcli_reason_name(s->reason));
+	       revoke_reason_name(s->reason));
 	if (s->invalidity_date != 0) {
-		pgcli_time_format(s->invalidity_date, t);
+		revoke_time_format(s->invalidity_date, t);
 		printf(", invalidity date %s", t);
 	}
 }
@@ -124,14 +124,14 @@ static void print_issued(const struct status_args *a, const char *hex,
                          const struct store_record *rec, bool precert,
                          const struct ocsp_single *s)
 {
-	char t[PGCLI_TIME_LEN];
+	char t[REVOKE_TIME_LEN];
 	printf("serial %s issued by %s%s: ", hex, a->issuer, precert ? " (a precertificate)" : "");
 	if (s->status == OCSP_STATUS_REVOKED)
 		print_revocation(s);
 	else
 		printf("not revoked");
 	if (rec->not_after != 0) {
-		pgcli_time_format(rec->not_after, t);
+		revoke_time_format(rec->not_after, t);
 		if (rec->not_after <= clock_now())
 			printf(", expired %.10s (status unchanged by expiry)", t);
 		else
@@ -160,8 +160,8 @@ static int explain(const struct status_args *a, const struct store_record *rec, 
 	struct ocsp_single s = {0};
 	bool extended = false;
 	bool answered = ocsp_status_decide(rec, a->policy, &s, &extended);
-	char hex[PGCLI_SERIAL_HEX_LEN];
-	pgcli_serial_hex(&a->serial, hex);
+	char hex[REVOKE_SERIAL_HEX_LEN];
+	revoke_serial_hex(&a->serial, hex);
 	if (rec->status == STORE_NOT_ISSUED)
 		print_not_issued(a, hex, answered, &s, extended);
 	else
@@ -183,7 +183,7 @@ static int check_args(struct status_args *a, const char *policy)
 	if (a->issuer == NULL || a->serial_text == NULL)
 		return pgcli_usage_error(CMD, status_usage, "%s is required",
 		                         a->issuer == NULL ? "--issuer" : "--serial");
-	if (!pgcli_serial_parse(a->serial_text, &a->serial))
+	if (!revoke_serial_parse(a->serial_text, &a->serial))
 		return pgcli_value_error(CMD, "--serial: '%s' is not a serial number in hex (1 to "
 		                              "%d octets)", a->serial_text, STORE_MAX_SERIAL);
 	a->policy = OCSP_NOT_ISSUED_UNKNOWN;

@@ -58,6 +58,7 @@ void config_init(struct config *c)
 	c->crl_delta_debounce_ms = 2000;
 	c->crl_max_age = 0;
 	c->crl_max_bytes = (size_t)512 << 20;
+	c->api_live_timeout_ms = 5000;
 }
 
 static void issuer_free(struct config_issuer *is)
@@ -85,6 +86,15 @@ void config_free(struct config *c)
 	free(c->redis_prefix);
 	free(c->crl_base_url);
 	free(c->crl_dir);
+	for (size_t i = 0; i < c->n_api_listen; i++)
+		free(c->api_listen[i]);
+	for (size_t i = 0; i < c->n_api_allow; i++)
+		free(c->api_allow[i]);
+	free(c->api_cert);
+	free(c->api_key);
+	free(c->api_client_ca);
+	free(c->api_client_crl);
+	free(c->api_dsn);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -223,39 +233,44 @@ static int set_bool(bool *dst, const char *key, const char *value, char *err, si
 	return -1;
 }
 
+/* A list: "127.0.0.1:8080, [::1]:8080" (commas or blanks). Setting it replaces it. */
+static int set_list(char **items, size_t *n, size_t max, const char *key, const char *value,
+                    char *err, size_t errlen)
+{
+	for (size_t i = 0; i < *n; i++)
+		free(items[i]);
+	*n = 0;
+	const char *p = value;
+	while (*p) {
+		while (*p == ' ' || *p == ',' || *p == '\t')
+			p++;
+		size_t len = strcspn(p, " ,\t");
+		if (len == 0)
+			break;
+		if (*n == max) {
+			snprintf(err, errlen, "%s: at most %zu entries", key, max);
+			return -1;
+		}
+		items[*n] = strndup(p, len);
+		if (items[*n] == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		(*n)++;
+		p += len;
+	}
+	if (*n == 0) {
+		snprintf(err, errlen, "%s: empty list", key);
+		return -1;
+	}
+	return 0;
+}
+
 static int set_server(struct config *c, const char *key, const char *value, char *err,
                       size_t errlen)
 {
-	if (strcmp(key, "listen") == 0) {
-		/* A list: "127.0.0.1:8080, [::1]:8080". Setting it replaces the list. */
-		for (size_t i = 0; i < c->n_listen; i++)
-			free(c->listen[i]);
-		c->n_listen = 0;
-		const char *p = value;
-		while (*p) {
-			while (*p == ' ' || *p == ',' || *p == '\t')
-				p++;
-			size_t n = strcspn(p, " ,\t");
-			if (n == 0)
-				break;
-			if (c->n_listen == CONFIG_MAX_LISTEN) {
-				snprintf(err, errlen, "listen: at most %d addresses", CONFIG_MAX_LISTEN);
-				return -1;
-			}
-			c->listen[c->n_listen] = strndup(p, n);
-			if (c->listen[c->n_listen] == NULL) {
-				snprintf(err, errlen, "out of memory");
-				return -1;
-			}
-			c->n_listen++;
-			p += n;
-		}
-		if (c->n_listen == 0) {
-			snprintf(err, errlen, "listen: no address given");
-			return -1;
-		}
-		return 0;
-	}
+	if (strcmp(key, "listen") == 0)
+		return set_list(c->listen, &c->n_listen, CONFIG_MAX_LISTEN, key, value, err, errlen);
 	if (strcmp(key, "workers") == 0) {
 		if (strcmp(value, "auto") == 0) {
 			c->workers = 0;
@@ -516,6 +531,31 @@ static int set_crl(struct config *c, const char *key, const char *value, char *e
 	return -1;
 }
 
+static int set_api(struct config *c, const char *key, const char *value, char *err,
+                   size_t errlen)
+{
+	if (strcmp(key, "listen") == 0)
+		return set_list(c->api_listen, &c->n_api_listen, CONFIG_MAX_LISTEN, key, value, err,
+		                errlen);
+	if (strcmp(key, "allow") == 0)
+		return set_list(c->api_allow, &c->n_api_allow, CONFIG_MAX_ALLOW, key, value, err,
+		                errlen);
+	if (strcmp(key, "cert") == 0)
+		return set_str(&c->api_cert, value, err, errlen);
+	if (strcmp(key, "key") == 0)
+		return set_str(&c->api_key, value, err, errlen);
+	if (strcmp(key, "client_ca") == 0)
+		return set_str(&c->api_client_ca, value, err, errlen);
+	if (strcmp(key, "client_crl") == 0)
+		return set_str(&c->api_client_crl, value, err, errlen);
+	if (strcmp(key, "dsn") == 0)
+		return set_str(&c->api_dsn, value, err, errlen);
+	if (strcmp(key, "live_timeout") == 0)
+		return set_ms(&c->api_live_timeout_ms, key, value, 0, 60000, err, errlen);
+	snprintf(err, errlen, "unknown key '%s' in [api]", key);
+	return -1;
+}
+
 static struct config_issuer *issuer_for(struct config *c, const char *name, char *err,
                                         size_t errlen)
 {
@@ -603,6 +643,8 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_redis(c, key, value, err, errlen);
 	if (strcmp(section, "presign") == 0)
 		return set_presign(c, key, value, err, errlen);
+	if (strcmp(section, "api") == 0)
+		return set_api(c, key, value, err, errlen);
 	if (strcmp(section, "crl") == 0)
 		return set_crl(c, key, value, err, errlen);
 	if (strncmp(section, "issuer", 6) == 0 && (section[6] == ' ' || section[6] == '\t')) {
@@ -632,7 +674,7 @@ int config_set(struct config *c, const char *section, const char *key, const cha
 		return set_issuer(c, name, key, value, err, errlen);
 	}
 	snprintf(err, errlen,
-	         "unknown section [%s] (expected server, ocsp, postgres, redis, presign, crl or "
+	         "unknown section [%s] (expected server, ocsp, postgres, redis, presign, crl, api or "
 	         "issuer NAME)",
 	         section);
 	return -1;
@@ -727,7 +769,7 @@ int config_apply_env(struct config *c, char *const *env, char *err, size_t errle
 {
 	static const char prefix[] = "REVD_CONF_";
 	static const char *const sections[] = {"server", "ocsp", "postgres", "redis", "presign",
-	                                       "crl"};
+	                                       "crl",    "api"};
 	for (; env != NULL && *env != NULL; env++) {
 		const char *v = *env;
 		if (strncmp(v, prefix, sizeof(prefix) - 1) != 0)
@@ -769,6 +811,37 @@ int config_issuer_store(const struct config *c, const struct config_issuer *is)
 	if (is->store >= 0)
 		return is->store;
 	return is->index != NULL || c->pg_dsn == NULL ? CONFIG_STORE_INDEX : CONFIG_STORE_POSTGRES;
+}
+
+static int validate_api(const struct config *c, char *err, size_t errlen)
+{
+	if (c->n_api_listen == 0)
+		return 0;
+	const char *missing = c->api_cert == NULL        ? "cert"
+	                      : c->api_key == NULL       ? "key"
+	                      : c->api_client_ca == NULL ? "client_ca"
+	                      : c->n_api_allow == 0      ? "allow"
+	                                                 : NULL;
+	if (missing != NULL) {
+		snprintf(err, errlen, "[api] '%s' is required with listen (the API is HTTPS, and "
+		                      "only listed clients with certificates from client_ca may call it)",
+		         missing);
+		return -1;
+	}
+	if (c->api_dsn == NULL && c->pg_dsn == NULL) {
+		snprintf(err, errlen, "[api] needs dsn (or [postgres] dsn): revocations are written to "
+		                      "PostgreSQL");
+		return -1;
+	}
+	bool any = false;
+	for (size_t i = 0; i < c->n_issuers; i++)
+		any |= config_issuer_store(c, &c->issuers[i]) == CONFIG_STORE_POSTGRES;
+	if (!any) {
+		snprintf(err, errlen, "[api] changes issuers served from PostgreSQL, and there is none "
+		                      "(index.txt belongs to `openssl ca -revoke`)");
+		return -1;
+	}
+	return 0;
 }
 
 int config_validate(const struct config *c, char *err, size_t errlen)
@@ -847,5 +920,5 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 		snprintf(err, errlen, "max_age cannot exceed validity");
 		return -1;
 	}
-	return 0;
+	return validate_api(c, err, errlen);
 }

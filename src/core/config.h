@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #define CONFIG_MAX_LISTEN 16
+#define CONFIG_MAX_ALLOW 64
 #define CONFIG_MAX_ISSUERS 256
 
 enum config_not_issued { CONFIG_NOT_ISSUED_UNKNOWN, CONFIG_NOT_ISSUED_UNAUTHORIZED,
@@ -101,6 +102,18 @@ struct config {
 	unsigned crl_delta_debounce_ms; /* after a change, the next delta waits this long */
 	int64_t crl_max_age;         /* Cache-Control ceiling; 0: from the schedule */
 	size_t crl_max_bytes;
+	/* [api]: the revocation API for CAs (HTTPS, client certificates required); off
+	 * unless listen is set */
+	char *api_listen[CONFIG_MAX_LISTEN];
+	size_t n_api_listen;
+	char *api_cert;       /* the API's certificate chain (PEM) */
+	char *api_key;        /* its key */
+	char *api_client_ca;  /* clients must present a certificate chaining to these */
+	char *api_client_crl; /* optional: revoked client certificates */
+	char *api_allow[CONFIG_MAX_ALLOW]; /* client identities that may call it */
+	size_t n_api_allow;
+	char *api_dsn;        /* writes revocations; default: [postgres] dsn */
+	unsigned api_live_timeout_ms; /* a write waits this long for its change to be served */
 	/* [issuer NAME] */
 	struct config_issuer issuers[CONFIG_MAX_ISSUERS];
 	size_t n_issuers;

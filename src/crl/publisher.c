@@ -937,6 +937,40 @@ struct cache_entry *crl_publisher_find(struct crl_publisher *p, const char *file
 	return e;
 }
 
+int crl_publisher_where(struct crl_publisher *p, const char *issuer,
+                        const struct store_serial *serial, int64_t now, struct crl_where *w)
+{
+	memset(w, 0, sizeof(*w));
+	if (p == NULL)
+		return 0;
+	for (size_t i = 0; i < p->n_series; i++) {
+		struct crl_series *s = &p->series[i];
+		if (strcmp(s->issuer->name, issuer) != 0 ||
+		    (s->partitioned &&
+		     shard_of(serial->bytes, serial->len, s->issuer->shards) != s->shard))
+			continue;
+		snprintf(w->full, sizeof(w->full), "%s", s->url_full[0] ? s->url_full : s->file_full);
+		if (p->cfg->crl_deltas)
+			snprintf(w->delta, sizeof(w->delta), "%s",
+			         s->url_delta[0] ? s->url_delta : s->file_delta);
+		pthread_mutex_lock(&p->lock);
+		uint64_t full = s->full ? s->full->number : 0, delta = s->delta ? s->delta->number : 0;
+		int64_t full_at = s->full ? s->full->this_update : 0;
+		pthread_mutex_unlock(&p->lock);
+		w->number = full > delta ? full : delta;
+		/* The next delta waits out the debounce; without deltas the change waits for
+		 * the next full CRL. Imported CRLs come when the CA signs them. */
+		if (s->issuer->signer == NULL)
+			w->by = 0;
+		else if (p->cfg->crl_deltas)
+			w->by = now + (p->cfg->crl_delta_debounce_ms + 999) / 1000;
+		else
+			w->by = (full_at ? full_at : now) + p->cfg->crl_interval;
+		return 1;
+	}
+	return 0;
+}
+
 long crl_publisher_write(struct crl_publisher *p, const char *dir, char *err, size_t errlen)
 {
 	long n = 0;

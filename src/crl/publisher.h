@@ -76,6 +76,17 @@ struct cache_entry *crl_publisher_find(struct crl_publisher *p, const char *file
 int crl_publisher_import(struct crl_publisher *p, const char *issuer, const uint8_t *der,
                          size_t len, char *err, size_t errlen);
 
+/* Which CRLs will carry a change to one certificate, and when. */
+struct crl_where {
+	char full[768];  /* the full CRL (its shard's) by URL, or by file name without base_url */
+	char delta[768]; /* the delta CRL; empty without deltas */
+	uint64_t number; /* the highest CRL number served now for the shard; 0: none yet */
+	int64_t by;      /* a CRL built after a change made now is due by then (0: unknown) */
+};
+/* Fills w for issuer (its [issuer] section name) and serial: 1, or 0 when the issuer
+ * has no CRLs. Any thread. */
+int crl_publisher_where(struct crl_publisher *p, const char *issuer,
+                        const struct store_serial *serial, int64_t now, struct crl_where *w);
 /* Appends, in the Prometheus text format, each served CRL's number, thisUpdate,
  * nextUpdate and age at now. NULL p: nothing. */
 void crl_publisher_metrics(struct crl_publisher *p, int64_t now, struct buf *out);

@@ -272,7 +272,7 @@ static void test_load_errors_name_file_and_line(void **state)
 	config_init(&c);
 	assert_int_equal(load_text(&c, "[frontend]\nworkers = 1\n", &path, err, sizeof(err)), -1);
 	assert_file_error(err, path, 2,
-	                  "unknown section [frontend] (expected server, ocsp, postgres, redis, presign, crl or issuer NAME)");
+	                  "unknown section [frontend] (expected server, ocsp, postgres, redis, presign, crl, api or issuer NAME)");
 	free(path);
 	config_free(&c);
 
@@ -517,7 +517,7 @@ static void test_listen_list(void **state)
 	assert_int_equal(c.n_listen, 16);
 	strcat(many, "h16:16");
 	assert_int_equal(config_set(&c, "server", "listen", many, err, sizeof(err)), -1);
-	assert_string_equal(err, "listen: at most 16 addresses");
+	assert_string_equal(err, "listen: at most 16 entries");
 	config_free(&c);
 }
 
