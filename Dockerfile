@@ -7,7 +7,7 @@ FROM debian:bookworm AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config libssl-dev libuv1-dev node-llhttp libinih-dev \
-      libpq-dev libhiredis-dev libsystemd-dev \
+      libpq-dev libhiredis-dev libsystemd-dev libjansson-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -24,7 +24,7 @@ FROM debian:bookworm-slim
 # Run-time libraries only; the migrations are inside the binary.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-      libssl3 libuv1 libinih1 libpq5 libhiredis0.14 libsystemd0 \
+      libssl3 libuv1 libinih1 libpq5 libhiredis0.14 libsystemd0 libjansson4 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system revd \
  && useradd --system --gid revd --home-dir /var/lib/revd --create-home \

@@ -6,7 +6,7 @@
 set -euo pipefail
 
 build_pkgs=(build-essential cmake pkg-config openssl libssl-dev libuv1-dev node-llhttp
-            libinih-dev libcmocka-dev libpq-dev libhiredis-dev libsystemd-dev)
+            libinih-dev libcmocka-dev libpq-dev libhiredis-dev libsystemd-dev libjansson-dev)
 test_pkgs=(python3 curl gnutls-bin faketime clang libclang-rt-14-dev postgresql redis-server
            nginx-light man-db)
 bench_pkgs=(wrk nginx-light valgrind)

@@ -7,6 +7,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "crl/publisher.h"
+#include "http/api.h"
 #include "http/responder.h"
 #include "ocsp/issuers.h"
 
@@ -17,7 +18,8 @@ static const char config_usage[] =
 	"\n"
 	"Reads FILE, then the REVD_CONF_<SECTION>_<KEY> environment overrides, as revd serve\n"
 	"does; checks every key and how they fit together; loads every CA certificate,\n"
-	"signer certificate and key and index file it names. Prints what would be served,\n"
+	"signer certificate and key and index file it names, and the revocation API's\n"
+	"certificate, key, client CA and client CRL. Prints what would be served,\n"
 	"or what is wrong and where (FILE:LINE for the file, the variable's name for the\n"
 	"environment). Servers (PostgreSQL, Redis) are not contacted.\n"
 	"\n"
@@ -90,6 +92,14 @@ int cli_config(int argc, char **argv)
 		fprintf(stderr, "revd config check: %s: %s\n", path, err);
 		goto done;
 	}
+	if (cfg.n_api_listen > 0) {
+		struct api *api = api_new(&cfg, NULL, err, sizeof(err)); /* credentials only */
+		if (api == NULL) {
+			fprintf(stderr, "revd config check: %s: %s\n", path, err);
+			goto done;
+		}
+		api_free(api);
+	}
 	size_t n = ocsp_issuers_count(r->issuers);
 	printf("%s: OK\n", path);
 	printf("  listen: ");
@@ -106,6 +116,13 @@ int cli_config(int argc, char **argv)
 	}
 	printf("  status: %s%s\n", cfg.pg_dsn ? "PostgreSQL" : "index files",
 	       cfg.redis_address ? ", shared answers in Redis" : "");
+	if (cfg.n_api_listen > 0) {
+		printf("  revocation API: https://%s, clients from %s%s, allowed:", cfg.api_listen[0],
+		       cfg.api_client_ca, cfg.api_client_crl ? " (CRL checked)" : "");
+		for (size_t i = 0; i < cfg.n_api_allow; i++)
+			printf(" %s", cfg.api_allow[i]);
+		printf("\n");
+	}
 	status = CLI_OK;
 done:
 	responder_free(r);

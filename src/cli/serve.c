@@ -17,6 +17,7 @@ extern char **environ;
 #include "core/clock.h"
 #include "core/config.h"
 #include "core/log.h"
+#include "http/api.h"
 #include "http/http.h"
 #include "http/responder.h"
 
@@ -119,6 +120,7 @@ struct serve_state {
 	int64_t watchdog_secs;
 	struct http_server *server;
 	struct responder *responder;
+	struct api *api; /* NULL without [api] */
 	bool stopped;
 };
 
@@ -132,6 +134,7 @@ static void on_stop_signal(uv_signal_t *h, int signum)
 	if (st->watchdog_on)
 		uv_close((uv_handle_t *)&st->watchdog, NULL);
 	log_info("%s: finishing requests in flight, then exiting", strsignal(signum));
+	api_stop(st->api);
 	http_server_stop(st->server);
 	responder_unwatch(st->responder);
 	uv_close((uv_handle_t *)&st->sigint, NULL);
@@ -325,6 +328,10 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "revd serve: %s\n", err);
 		goto out;
 	}
+	if (cfg.n_api_listen > 0 && (st.api = api_new(&cfg, st.responder, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		goto out;
+	}
 	if (cfg.user != NULL && drop_privileges(cfg.user, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd serve: %s\n", err);
 		goto out;
@@ -342,6 +349,10 @@ int cli_serve(int argc, char **argv)
 		goto out;
 	}
 	wait_ready(&st);
+	if (st.api != NULL && api_start(st.api, &st.loop, err, sizeof(err)) != 0) {
+		fprintf(stderr, "revd serve: %s\n", err);
+		_exit(CLI_FAIL); /* threads may be running: no orderly teardown from here */
+	}
 	if (http_server_start(st.server, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd serve: %s\n", err);
 		_exit(CLI_FAIL); /* threads may be running: no orderly teardown from here */
@@ -362,6 +373,7 @@ int cli_serve(int argc, char **argv)
 	log_info("stopped");
 	status = CLI_OK;
 out:
+	api_free(st.api);
 	http_server_free(st.server);
 	responder_free(st.responder);
 	config_free(&cfg);

@@ -223,6 +223,73 @@ int revoke_read(PGconn *c, const char *issuer, const struct store_serial *serial
 	return select_row(c, &p, false, st, err, errlen);
 }
 
+/* ---- a long-lived connection ---- */
+
+struct revoke_db {
+	char *dsn;
+	PGconn *conn;
+};
+
+struct revoke_db *revoke_db_new(const char *dsn)
+{
+	struct revoke_db *db = calloc(1, sizeof(*db));
+	if (db == NULL || (db->dsn = strdup(dsn)) == NULL) {
+		free(db);
+		return NULL;
+	}
+	return db;
+}
+
+void revoke_db_free(struct revoke_db *db)
+{
+	if (db == NULL)
+		return;
+	PQfinish(db->conn);
+	free(db->dsn);
+	free(db);
+}
+
+PGconn *revoke_db_conn(struct revoke_db *db, char *err, size_t errlen)
+{
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK)
+		return db->conn;
+	PQfinish(db->conn);
+	/* Earlier keywords are defaults: what the DSN says wins. */
+	static const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+	const char *vals[] = {"5", "revd-api", db->dsn, NULL};
+	db->conn = PQconnectdbParams(keys, vals, 1);
+	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
+	    run(db->conn, "setting timeouts",
+	        "SET statement_timeout = '5s'; SET lock_timeout = '5s'; SET TimeZone = 'UTC'", err,
+	        errlen))
+		return db->conn;
+	if (db->conn == NULL) {
+		snprintf(err, errlen, "connecting to PostgreSQL: out of memory");
+	} else if (PQstatus(db->conn) != CONNECTION_OK) {
+		const char *why = PQerrorMessage(db->conn);
+		size_t n = strlen(why);
+		while (n > 0 && (why[n - 1] == '\n' || why[n - 1] == ' '))
+			n--;
+		snprintf(err, errlen, "connecting to PostgreSQL (database %s on %s:%s as %s): %.*s",
+		         PQdb(db->conn), PQhost(db->conn), PQport(db->conn), PQuser(db->conn), (int)n,
+		         why);
+	}
+	PQfinish(db->conn);
+	db->conn = NULL;
+	return NULL;
+}
+
+bool revoke_db_lost(struct revoke_db *db)
+{
+	if (db->conn == NULL)
+		return true;
+	if (PQstatus(db->conn) == CONNECTION_OK)
+		return false;
+	PQfinish(db->conn);
+	db->conn = NULL;
+	return true;
+}
+
 /* ---- spellings ---- */
 
 bool revoke_serial_parse(const char *text, struct store_serial *out)

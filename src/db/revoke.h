@@ -68,6 +68,21 @@ enum revoke_result revoke_apply(PGconn *c, const struct revoke_change *ch,
 int revoke_read(PGconn *c, const char *issuer, const struct store_serial *serial,
                 struct revoke_state *st, char *err, size_t errlen);
 
+/*
+ * A writer's connection for a long-running process (the API): opened when first
+ * needed and again after it breaks, with timeouts so that no call waits on the
+ * database for more than a few seconds. One call at a time: callers serialize.
+ */
+struct revoke_db;
+struct revoke_db *revoke_db_new(const char *dsn); /* copies dsn; NULL: out of memory */
+void revoke_db_free(struct revoke_db *db);
+/* The connection, opened if needed: NULL with why in err (never the DSN or a
+ * password). */
+PGconn *revoke_db_conn(struct revoke_db *db, char *err, size_t errlen);
+/* After a failed call: whether the connection is gone (it is closed, to be opened
+ * again by the next call). */
+bool revoke_db_lost(struct revoke_db *db);
+
 /* ---- the operator's spellings ---- */
 
 /* "keyCompromise" ... (any case) -> CRLReason; removeFromCRL and unknown names: -1. */

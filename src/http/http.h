@@ -90,6 +90,9 @@ void http_server_free(struct http_server *s);
  * the caller's thread instead. */
 void http_worker_post(struct http_worker *w, struct http_mail *m);
 
+/* "127.0.0.1:8080" or "[::1]:8080". */
+void http_format_addr(const struct sockaddr_storage *ss, char *out, size_t len);
+
 /* Parses "HOST:PORT", "[V6]:PORT" or "PORT" (all addresses). */
 int http_parse_listen(const char *s, struct sockaddr_storage *ss, char *err, size_t errlen);
 

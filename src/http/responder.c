@@ -358,13 +358,27 @@ static void on_store_change(void *arg, struct store *s, const struct store_seria
 		cache_clear(r->cache);
 		if (r->l2 != NULL)
 			l2_fence_all(r->l2, clock_now());
-		return;
+	} else {
+		/* The caller may report a serial several times (a notification, then a sweep).
+		 * A few changes are re-signed at once; a bulk change is left to the pre-signer's
+		 * round (the fences keep old answers from being served meanwhile). */
+		for (size_t i = 0; i < n; i++)
+			responder_invalidate(r, s, &serials[i], n <= RESIGN_BATCH_MAX);
 	}
-	/* The caller may report a serial several times (a notification, then a sweep). */
-	/* A few changes are re-signed at once; a bulk change is left to the pre-signer's
-	 * round (the fences keep old answers from being served meanwhile). */
-	for (size_t i = 0; i < n; i++)
-		responder_invalidate(r, s, &serials[i], n <= RESIGN_BATCH_MAX);
+	if (r->change_hook != NULL)
+		r->change_hook(r->change_hook_arg, s, serials, n);
+}
+
+struct store *responder_store_of(struct responder *r, const char *section)
+{
+	size_t len = strlen(section), n = ocsp_issuers_count(r->issuers);
+	for (size_t i = 0; i < n; i++) {
+		struct ocsp_issuer *is = ocsp_issuers_get(r->issuers, i);
+		/* A section with several CA certificates names them NAME#1, NAME#2, ... */
+		if (strncmp(is->name, section, len) == 0 && (is->name[len] == 0 || is->name[len] == '#'))
+			return r->per_issuer[is->id].store;
+	}
+	return NULL;
 }
 
 static bool is_pg(const struct store *s)

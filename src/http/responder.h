@@ -45,7 +45,16 @@ struct responder {
 	 * bucket of responder_sign_buckets (the last one: above them all), and the sum. */
 	_Atomic uint64_t sign_hist[RESPONDER_SIGN_BUCKETS + 1];
 	_Atomic uint64_t sign_ns_total;
+	/* Told of every change after the cached answers it touches were dropped (serials
+	 * NULL: anything may have changed), on watch_loop: the revocation API waits on it. */
+	void (*change_hook)(void *arg, struct store *s, const struct store_serial *serials,
+	                    size_t n);
+	void *change_hook_arg;
 };
+
+/* The store serving an [issuer NAME] section's certificates; NULL if there is no such
+ * section. */
+struct store *responder_store_of(struct responder *r, const char *section);
 
 /* Notes one response built and signed in ns nanoseconds. Any thread. */
 void responder_note_sign(struct responder *r, uint64_t ns);

@@ -66,7 +66,7 @@ bad:
 	return -1;
 }
 
-static void format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
+void http_format_addr(const struct sockaddr_storage *ss, char *out, size_t len)
 {
 	char ip[INET6_ADDRSTRLEN] = "?";
 	if (ss->ss_family == AF_INET) {
@@ -104,7 +104,7 @@ static int check_port_free(const struct sockaddr_storage *ss, socklen_t sl, char
 	close(fd);
 	if (r != 0) {
 		char a[64];
-		format_addr(ss, a, sizeof(a));
+		http_format_addr(ss, a, sizeof(a));
 		snprintf(err, errlen, "cannot listen on %s: %s", a, strerror(e));
 		return -1;
 	}
@@ -137,7 +137,7 @@ static int open_listener(struct sockaddr_storage *ss, bool first, char *err, siz
 	}
 	if (bind(fd, (struct sockaddr *)ss, sl) != 0 || listen(fd, 4096) != 0) {
 		char a[64];
-		format_addr(ss, a, sizeof(a));
+		http_format_addr(ss, a, sizeof(a));
 		snprintf(err, errlen, "cannot listen on %s: %s", a, strerror(errno));
 		close(fd);
 		return -1;
@@ -184,7 +184,7 @@ struct http_server *http_server_new(const struct config *cfg, struct responder *
 			wk->listen_fds[a] = fd;
 			wk->n_listeners = a + 1;
 		}
-		format_addr(&ss, s->bound[a], sizeof(s->bound[a]));
+		http_format_addr(&ss, s->bound[a], sizeof(s->bound[a]));
 	}
 	s->n_fds = n_addr;
 	return s;

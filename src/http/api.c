@@ -1,0 +1,1113 @@
+/*
+ * The revocation API server (see api.h). Each connection runs TLS through memory BIOs
+ * on the control loop: ciphertext read from the socket goes into the SSL object, the
+ * plaintext it yields goes to llhttp, and whatever the SSL object has to send is
+ * written out after each step. One request per connection at a time: the parser pauses
+ * at each request's end and reading stops until it is answered.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "http/api.h"
+#include "http/http.h"
+#include "http/responder.h"
+
+#define API_MAX_CONNS 256
+#define API_MAX_HEADER_BYTES (16 * 1024)
+#define API_MAX_URL 2048
+#define API_REQUEST_MS 10000 /* a handshake and a whole request */
+#define API_IDLE_MS 30000    /* between requests on a kept-alive connection */
+#define API_RECENT 1024      /* changes remembered for calls that commit before hearing */
+#define API_TICK_MS 50
+#define API_LINGER_MS 2000 /* after a last answer, what the client still sends is read */
+
+struct api_conn;
+
+/* One call, from its parsed request to its answer. */
+struct api_job {
+	uv_work_t work;
+	struct api *api;
+	struct api_conn *conn; /* NULL once the connection is gone: the job frees itself */
+	struct api_call call;
+	char db_issuer[128];
+	struct store *store;
+	/* the outcome, from the pool thread */
+	enum revoke_result res;
+	int read_rc; /* API_STATUS: revoke_read's */
+	bool db_lost;
+	struct revoke_state before, after;
+	char err[512];
+	uint64_t committed_ns;
+	/* waiting for the change to be served */
+	char client[256]; /* who asked, for the log */
+	struct api_job *next_waiting;
+	uint64_t deadline_ms;
+	bool live;
+	double live_ms;
+};
+
+struct api_conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct api *api;
+	struct api_conn *prev, *next;
+	int open_handles;
+	bool closing;
+	bool reading;
+	bool handshaken;
+	bool allowed;
+	bool busy;        /* a request is being answered */
+	bool in_pump;     /* pump is on the stack: an answer given now returns to it */
+	bool close_after; /* close once the answer is written */
+	bool lingering;   /* answered and shut down: reading what the peer still sends */
+	uv_shutdown_t shutdown_req;
+	unsigned writes_pending;
+	char who[256]; /* the client, for logs and 403s */
+	char peer[64];
+	SSL *ssl;
+	BIO *rbio, *wbio;
+	llhttp_t parser;
+	struct buf url, body, pending; /* pending: plaintext read past a paused request */
+	size_t header_bytes;
+	int error_status;
+	struct api_job *job;
+};
+
+struct api {
+	const struct config *cfg;
+	struct responder *r;
+	SSL_CTX *ctx;
+	uv_loop_t *loop;
+	int fds[CONFIG_MAX_LISTEN];
+	size_t n_fds;
+	uv_tcp_t listeners[CONFIG_MAX_LISTEN];
+	size_t n_listening;
+	char bound[CONFIG_MAX_LISTEN][64];
+	struct api_conn *conns;
+	size_t n_conns;
+	bool stopped;
+	/* the writer's connection, used by one pool thread at a time */
+	pthread_mutex_t db_lock;
+	struct revoke_db *db;
+	/* calls waiting for their change to be served, and changes heard lately */
+	struct api_job *waiting;
+	uv_timer_t tick;
+	bool tick_on;
+	struct {
+		struct store *store;
+		struct store_serial serial;
+		uint64_t heard_ns;
+	} recent[API_RECENT];
+	size_t recent_next;
+};
+
+static llhttp_settings_t parser_settings;
+
+static void conn_close(struct api_conn *c);
+static void pump(struct api_conn *c);
+static void linger(struct api_conn *c);
+
+/* ---- credentials ---- */
+
+/* err = "what: the first OpenSSL reason" (and the queue cleared). */
+static void ssl_error(const char *what, char *err, size_t errlen)
+{
+	unsigned long e = ERR_peek_last_error();
+	char why[256] = "unknown error";
+	if (e != 0)
+		ERR_error_string_n(e, why, sizeof(why));
+	ERR_clear_error();
+	snprintf(err, errlen, "%s: %s", what, why);
+}
+
+static int load_crls(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
+{
+	BIO *in = BIO_new_file(path, "r");
+	char what[512];
+	snprintf(what, sizeof(what), "[api] client_crl %s", path);
+	if (in == NULL) {
+		ssl_error(what, err, errlen);
+		return -1;
+	}
+	X509_STORE *st = SSL_CTX_get_cert_store(ctx);
+	int n = 0;
+	X509_CRL *crl;
+	while ((crl = PEM_read_bio_X509_CRL(in, NULL, NULL, NULL)) != NULL) {
+		X509_STORE_add_crl(st, crl);
+		X509_CRL_free(crl);
+		n++;
+	}
+	ERR_clear_error(); /* the end of the file */
+	BIO_free(in);
+	if (n == 0) {
+		snprintf(err, errlen, "%s: no PEM CRL in it", what);
+		return -1;
+	}
+	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	return 0;
+}
+
+static SSL_CTX *make_ctx(const struct config *cfg, char *err, size_t errlen)
+{
+	char what[512];
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	STACK_OF(X509_NAME) *names = NULL;
+	if (ctx == NULL) {
+		ssl_error("[api]: creating the TLS context", err, errlen);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	snprintf(what, sizeof(what), "[api] cert %s", cfg->api_cert);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->api_cert) != 1)
+		goto fail;
+	snprintf(what, sizeof(what), "[api] key %s", cfg->api_key);
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->api_key, SSL_FILETYPE_PEM) != 1)
+		goto fail;
+	snprintf(what, sizeof(what), "[api] key %s does not match cert %s", cfg->api_key,
+	         cfg->api_cert);
+	if (SSL_CTX_check_private_key(ctx) != 1)
+		goto fail;
+	snprintf(what, sizeof(what), "[api] client_ca %s", cfg->api_client_ca);
+	if (SSL_CTX_load_verify_locations(ctx, cfg->api_client_ca, NULL) != 1)
+		goto fail;
+	names = SSL_load_client_CA_file(cfg->api_client_ca);
+	if (names == NULL)
+		goto fail;
+	SSL_CTX_set_client_CA_list(ctx, names); /* takes it */
+	if (cfg->api_client_crl != NULL && load_crls(ctx, cfg->api_client_crl, err, errlen) != 0) {
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify_depth(ctx, 5);
+	static const unsigned char sid[] = "revd-api";
+	SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
+	return ctx;
+fail:
+	ssl_error(what, err, errlen);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int bind_listener(struct api *a, const char *addr, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	if (http_parse_listen(addr, &ss, err, errlen) != 0)
+		return -1;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "[api] socket: %s", strerror(errno));
+		return -1;
+	}
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	socklen_t sl = ss.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+	                                        : sizeof(struct sockaddr_in6);
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 128) != 0) {
+		snprintf(err, errlen, "[api] cannot listen on %s: %s", addr, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	socklen_t got = sizeof(ss);
+	getsockname(fd, (struct sockaddr *)&ss, &got);
+	http_format_addr(&ss, a->bound[a->n_fds], sizeof(a->bound[0]));
+	a->fds[a->n_fds++] = fd;
+	return 0;
+}
+
+struct api *api_new(const struct config *cfg, struct responder *r, char *err, size_t errlen)
+{
+	struct api *a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->cfg = cfg;
+	a->r = r;
+	pthread_mutex_init(&a->db_lock, NULL);
+	a->ctx = make_ctx(cfg, err, errlen);
+	if (a->ctx == NULL)
+		goto fail;
+	if (r == NULL)
+		return a;
+	for (size_t i = 0; i < cfg->n_api_listen; i++)
+		if (bind_listener(a, cfg->api_listen[i], err, errlen) != 0)
+			goto fail;
+	a->db = revoke_db_new(cfg->api_dsn != NULL ? cfg->api_dsn : cfg->pg_dsn);
+	if (a->db == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	return a;
+fail:
+	api_free(a);
+	return NULL;
+}
+
+const char *api_bound(const struct api *a)
+{
+	return a->n_fds > 0 ? a->bound[0] : "";
+}
+
+/* ---- writing ---- */
+
+struct api_write {
+	uv_write_t req;
+	struct api_conn *c;
+	uint8_t *data;
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct api_write *w = (struct api_write *)req;
+	struct api_conn *c = w->c;
+	free(w->data);
+	free(w);
+	c->writes_pending--;
+	if (status != 0)
+		conn_close(c);
+	else if (c->writes_pending == 0 && c->close_after)
+		linger(c);
+}
+
+/* Sends what the SSL object has for the peer. */
+static void flush(struct api_conn *c)
+{
+	size_t n = (size_t)BIO_ctrl_pending(c->wbio);
+	if (n == 0 || c->closing)
+		return;
+	struct api_write *w = malloc(sizeof(*w));
+	uint8_t *data = malloc(n);
+	if (w == NULL || data == NULL || BIO_read(c->wbio, data, (int)n) != (int)n) {
+		free(w);
+		free(data);
+		conn_close(c);
+		return;
+	}
+	w->c = c;
+	w->data = data;
+	uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+	c->writes_pending++;
+	if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0) {
+		c->writes_pending--;
+		free(data);
+		free(w);
+		conn_close(c);
+	}
+}
+
+static void arm(struct api_conn *c, unsigned ms);
+
+static void respond(struct api_conn *c, int status, const char *extra_headers, json_t *body)
+{
+	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	size_t len = text ? strlen(text) : 0;
+	char head[512];
+	int hl = snprintf(head, sizeof(head),
+	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	                  "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%s\r\n",
+	                  status, http_status_text(status), len + (text ? 1 : 0),
+	                  extra_headers ? extra_headers : "",
+	                  c->close_after ? "Connection: close\r\n" : "");
+	if (SSL_write(c->ssl, head, hl) != hl ||
+	    (text && (SSL_write(c->ssl, text, (int)len) != (int)len ||
+	              SSL_write(c->ssl, "\n", 1) != 1))) {
+		free(text);
+		ERR_clear_error();
+		conn_close(c);
+		return;
+	}
+	free(text);
+	if (c->close_after)
+		SSL_shutdown(c->ssl);
+	flush(c);
+	if (c->closing || c->close_after)
+		return;
+	/* Ready for the next request: what was read past this one first. */
+	c->busy = false;
+	c->job = NULL;
+	arm(c, API_IDLE_MS);
+	llhttp_resume(&c->parser);
+	if (!c->in_pump)
+		pump(c);
+}
+
+static void respond_error(struct api_conn *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void respond_error(struct api_conn *c, int status, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	respond(c, status, status == 405 ? "Allow: POST\r\n" : NULL, json_pack("{ss}", "error", msg));
+}
+
+/* ---- answers ---- */
+
+static json_t *time_json(int64_t t)
+{
+	char s[REVOKE_TIME_LEN];
+	revoke_time_format(t, s);
+	return json_string(s);
+}
+
+/* The certificate's state as every answer gives it. */
+static json_t *state_json(const struct api_job *j, const struct revoke_state *st, bool issued)
+{
+	char serial[REVOKE_SERIAL_HEX_LEN];
+	revoke_serial_hex(&j->call.ch.serial, serial);
+	json_t *o = json_pack("{ssss}", "issuer", j->call.issuer, "serial", serial);
+	if (!issued) {
+		json_object_set_new(o, "status", json_string("not_issued"));
+		return o;
+	}
+	json_object_set_new(o, "status", json_string(st->revoked ? "revoked" : "good"));
+	if (st->revoked) {
+		json_object_set_new(o, "reason", json_string(revoke_reason_name(st->reason)));
+		json_object_set_new(o, "revoked_at", time_json(st->revoked_at));
+		if (st->invalidity_date != 0)
+			json_object_set_new(o, "invalidity_date", time_json(st->invalidity_date));
+	}
+	json_object_set_new(o, "not_after", time_json(st->not_after));
+	return o;
+}
+
+static void add_crl(struct api *a, const struct api_job *j, json_t *o)
+{
+	struct crl_where w;
+	if (crl_publisher_where(a->r->crl, j->call.issuer, &j->call.ch.serial, clock_now(), &w) != 1)
+		return;
+	json_t *crl = json_pack("{ss}", "full", w.full);
+	if (w.delta[0])
+		json_object_set_new(crl, "delta", json_string(w.delta));
+	json_object_set_new(crl, "after_number", w.number ? json_integer((json_int_t)w.number)
+	                                                  : json_null());
+	json_object_set_new(crl, "by", w.by ? time_json(w.by) : json_null());
+	json_object_set_new(o, "crl", crl);
+}
+
+static const char *result_name(enum revoke_result r)
+{
+	switch (r) {
+	case REVOKE_REVOKED: return "revoked";
+	case REVOKE_REASON_CHANGED: return "reason_changed";
+	case REVOKE_RELEASED: return "released";
+	default: return "none";
+	}
+}
+
+/* A write is committed and, live or not, answered now. */
+static void answer_write(struct api_job *j)
+{
+	struct api_conn *c = j->conn;
+	char serial[REVOKE_SERIAL_HEX_LEN];
+	revoke_serial_hex(&j->call.ch.serial, serial);
+	if (j->live)
+		log_info("api: %s %s serial %s for %s: served after %.1f ms", result_name(j->res),
+		         j->call.issuer, serial, j->client, j->live_ms);
+	else
+		log_warn("api: %s %s serial %s for %s: committed, not yet served after [api] "
+		         "live_timeout", result_name(j->res), j->call.issuer, serial, j->client);
+	if (c == NULL) {
+		free(j);
+		return;
+	}
+	json_t *o = state_json(j, &j->after, true);
+	json_object_set_new(o, "result", json_string(result_name(j->res)));
+	json_object_set_new(o, "live", json_boolean(j->live));
+	if (j->live)
+		json_object_set_new(o, "live_ms", json_real(j->live_ms));
+	add_crl(j->api, j, o);
+	int status = j->live ? 200 : 202;
+	free(j);
+	respond(c, status, NULL, o);
+}
+
+/* ---- waiting until this instance serves the change ---- */
+
+static bool same_serial(const struct store_serial *x, const struct store_serial *y)
+{
+	return x->len == y->len && memcmp(x->bytes, y->bytes, x->len) == 0;
+}
+
+/* Whether a report of (s, serial) covers a write that committed version v: the same
+ * row, at that version or later (0: the reporter does not know the version). */
+static bool covers(struct store *s, const struct store_serial *serial, const struct api_job *j)
+{
+	return s == j->store && same_serial(serial, &j->call.ch.serial) &&
+	       (serial->version == 0 || serial->version >= j->after.change_seq);
+}
+
+static void unwait(struct api *a, struct api_job *j)
+{
+	for (struct api_job **p = &a->waiting; *p != NULL; p = &(*p)->next_waiting)
+		if (*p == j) {
+			*p = j->next_waiting;
+			break;
+		}
+	if (a->waiting == NULL && a->tick_on) {
+		uv_timer_stop(&a->tick);
+		a->tick_on = false;
+	}
+}
+
+/* Live since heard_ns: the time from the commit returning, or 0 when the change was
+ * heard before the commit's reply came back. */
+static void set_live(struct api_job *j, uint64_t heard_ns)
+{
+	j->live = true;
+	j->live_ms = heard_ns > j->committed_ns ? (double)(heard_ns - j->committed_ns) / 1e6 : 0;
+}
+
+static void now_live(struct api *a, struct api_job *j)
+{
+	unwait(a, j);
+	set_live(j, uv_hrtime());
+	answer_write(j);
+}
+
+static void on_change(void *arg, struct store *s, const struct store_serial *serials, size_t n)
+{
+	struct api *a = arg;
+	if (serials == NULL)
+		return; /* a bulk change: each write still hears its own row */
+	for (size_t i = 0; i < n; i++) {
+		a->recent[a->recent_next].store = s;
+		a->recent[a->recent_next].serial = serials[i];
+		a->recent[a->recent_next].heard_ns = uv_hrtime();
+		a->recent_next = (a->recent_next + 1) % API_RECENT;
+		struct api_job *j = a->waiting;
+		while (j != NULL) {
+			struct api_job *next = j->next_waiting;
+			if (covers(s, &serials[i], j))
+				now_live(a, j);
+			j = next;
+		}
+	}
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	struct api *a = t->data;
+	uint64_t now = uv_now(a->loop);
+	struct api_job *j = a->waiting;
+	while (j != NULL) {
+		struct api_job *next = j->next_waiting;
+		if (now >= j->deadline_ms) {
+			unwait(a, j);
+			answer_write(j);
+		}
+		j = next;
+	}
+}
+
+/* A committed write: answered when the change is heard (it may have been already). */
+static void wait_live(struct api *a, struct api_job *j)
+{
+	for (size_t i = 0; i < API_RECENT; i++)
+		if (a->recent[i].store != NULL && covers(a->recent[i].store, &a->recent[i].serial, j)) {
+			set_live(j, a->recent[i].heard_ns);
+			answer_write(j);
+			return;
+		}
+	j->deadline_ms = uv_now(a->loop) + a->cfg->api_live_timeout_ms;
+	j->next_waiting = a->waiting;
+	a->waiting = j;
+	if (!a->tick_on) {
+		uv_timer_start(&a->tick, on_tick, API_TICK_MS, API_TICK_MS);
+		a->tick_on = true;
+	}
+}
+
+/* ---- the database, on libuv's pool ---- */
+
+static void run_job(uv_work_t *w)
+{
+	struct api_job *j = w->data;
+	struct api *a = j->api;
+	pthread_mutex_lock(&a->db_lock);
+	PGconn *pg = revoke_db_conn(a->db, j->err, sizeof(j->err));
+	if (pg == NULL) {
+		j->res = REVOKE_FAILED;
+		j->read_rc = -1;
+		j->db_lost = true;
+	} else if (j->call.op == API_STATUS) {
+		j->read_rc = revoke_read(pg, j->db_issuer, &j->call.ch.serial, &j->after, j->err,
+		                         sizeof(j->err));
+		j->db_lost = j->read_rc == -1 && revoke_db_lost(a->db);
+	} else {
+		struct revoke_change ch = j->call.ch;
+		ch.issuer = j->db_issuer;
+		j->res = revoke_apply(pg, &ch, &j->before, &j->after, j->err, sizeof(j->err));
+		j->committed_ns = uv_hrtime();
+		j->db_lost = j->res == REVOKE_FAILED && revoke_db_lost(a->db);
+	}
+	pthread_mutex_unlock(&a->db_lock);
+}
+
+static void job_done(uv_work_t *w, int status)
+{
+	struct api_job *j = w->data;
+	struct api *a = j->api;
+	struct api_conn *c = j->conn;
+	(void)status; /* only uv_cancel fails a job, and nothing cancels these */
+	bool changed = j->res == REVOKE_REVOKED || j->res == REVOKE_REASON_CHANGED ||
+	               j->res == REVOKE_RELEASED;
+	if (j->call.op == API_STATUS) {
+		json_t *o = j->read_rc >= 0 ? state_json(j, &j->after, j->read_rc == 1) : NULL;
+		int st = o ? 200 : j->read_rc == -2 ? 404 : j->db_lost ? 503 : 500;
+		char msg[768];
+		if (j->read_rc == -2)
+			snprintf(msg, sizeof(msg), "issuer '%s' is not in the database", j->call.issuer);
+		else
+			snprintf(msg, sizeof(msg), "%s", j->err);
+		free(j);
+		if (c == NULL)
+			json_decref(o);
+		else if (o != NULL)
+			respond(c, st, NULL, o);
+		else
+			respond_error(c, st, "%s", msg);
+		return;
+	}
+	if (changed) {
+		/* Answered when served, or at once once the API is closing; logged either way,
+		 * even if the connection went away. */
+		if (a->stopped)
+			answer_write(j);
+		else
+			wait_live(a, j);
+		return;
+	}
+	const char *is = j->call.issuer;
+	char sx[REVOKE_SERIAL_HEX_LEN], at[REVOKE_TIME_LEN];
+	revoke_serial_hex(&j->call.ch.serial, sx);
+	revoke_time_format(j->before.revoked_at, at);
+	int st;
+	char msg[768];
+	switch (j->res) {
+	case REVOKE_UNKNOWN_ISSUER:
+		st = 404;
+		snprintf(msg, sizeof(msg), "issuer '%s' is not in the database", is);
+		break;
+	case REVOKE_NOT_ISSUED:
+		st = 404;
+		snprintf(msg, sizeof(msg), "serial %s is not in the database: not issued by %s", sx, is);
+		break;
+	case REVOKE_ALREADY:
+		st = 409;
+		snprintf(msg, sizeof(msg), "serial %s of %s is already revoked (at %s, %s)", sx, is, at,
+		         revoke_reason_name(j->before.reason));
+		break;
+	case REVOKE_NOT_REVOKED:
+		st = 409;
+		snprintf(msg, sizeof(msg), "serial %s of %s is not revoked: there is no hold to release",
+		         sx, is);
+		break;
+	case REVOKE_NOT_HELD:
+		st = 409;
+		snprintf(msg, sizeof(msg), "serial %s of %s is revoked (%s, at %s), not on hold", sx, is,
+		         revoke_reason_name(j->before.reason), at);
+		break;
+	default:
+		st = j->db_lost ? 503 : 500;
+		snprintf(msg, sizeof(msg), "%s", j->err);
+		log_warn("api: %s serial %s: %s", is, sx, j->err);
+		break;
+	}
+	j->conn = NULL;
+	free(j);
+	if (c != NULL)
+		respond_error(c, st, "%s", msg);
+}
+
+/* ---- requests ---- */
+
+static void dispatch(struct api_conn *c, const struct api_call *call)
+{
+	struct api *a = c->api;
+	const struct config_issuer *ci = NULL;
+	for (size_t i = 0; i < a->cfg->n_issuers && ci == NULL; i++)
+		if (strcmp(a->cfg->issuers[i].name, call->issuer) == 0)
+			ci = &a->cfg->issuers[i];
+	if (ci == NULL) {
+		respond_error(c, 404, "no [issuer %s] in revd's configuration", call->issuer);
+		return;
+	}
+	if (config_issuer_store(a->cfg, ci) != CONFIG_STORE_POSTGRES) {
+		respond_error(c, 409, "issuer '%s' is served from an index file: revoke with `openssl "
+		                      "ca -revoke`", call->issuer);
+		return;
+	}
+	struct api_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		respond_error(c, 503, "out of memory");
+		return;
+	}
+	j->api = a;
+	j->conn = c;
+	snprintf(j->client, sizeof(j->client), "%s", c->who);
+	j->call = *call;
+	j->store = responder_store_of(a->r, call->issuer);
+	snprintf(j->db_issuer, sizeof(j->db_issuer), "%s", ci->db_issuer ? ci->db_issuer : ci->name);
+	j->work.data = j;
+	c->job = j;
+	uv_timer_stop(&c->timer); /* the job has its own bounds */
+	uv_queue_work(a->loop, &j->work, run_job, job_done);
+}
+
+static void handle_request(struct api_conn *c)
+{
+	c->busy = true;
+	if (!llhttp_should_keep_alive(&c->parser))
+		c->close_after = true;
+	if (!c->allowed) {
+		log_warn("api: %s (%s) is not in [api] allow: refused", c->who, c->peer);
+		respond_error(c, 403, "client '%s' may not use this API", c->who);
+		return;
+	}
+	const char *url = (const char *)c->url.data;
+	size_t len = c->url.len;
+	const char *q = memchr(url, '?', len);
+	size_t plen = q ? (size_t)(q - url) : len;
+	int method = llhttp_get_method(&c->parser);
+	struct api_call call;
+	char err[512];
+	enum api_op op;
+	if (plen == 10 && memcmp(url, "/v1/revoke", 10) == 0)
+		op = API_REVOKE;
+	else if (plen == 10 && memcmp(url, "/v1/unhold", 10) == 0)
+		op = API_UNHOLD;
+	else if (plen == 10 && memcmp(url, "/v1/status", 10) == 0)
+		op = API_STATUS;
+	else {
+		respond_error(c, 404, "no such call (POST /v1/revoke, POST /v1/unhold, GET /v1/status)");
+		return;
+	}
+	if (op == API_STATUS) {
+		if (method != HTTP_GET) {
+			respond(c, 405, "Allow: GET\r\n", json_pack("{ss}", "error", "use GET"));
+			return;
+		}
+		if (api_parse_query(q ? q + 1 : "", q ? len - plen - 1 : 0, &call, err,
+		                    sizeof(err)) != 0) {
+			respond_error(c, 400, "%s", err);
+			return;
+		}
+	} else {
+		if (method != HTTP_POST) {
+			respond_error(c, 405, "use POST");
+			return;
+		}
+		if (api_parse_body(op, c->body.data, c->body.len, &call, err, sizeof(err)) != 0) {
+			respond_error(c, 400, "%s", err);
+			return;
+		}
+	}
+	dispatch(c, &call);
+}
+
+/* ---- llhttp ---- */
+
+static int on_message_begin(llhttp_t *p)
+{
+	struct api_conn *c = p->data;
+	buf_reset(&c->url);
+	buf_reset(&c->body);
+	c->header_bytes = 0;
+	arm(c, API_REQUEST_MS);
+	return 0;
+}
+
+static int on_url(llhttp_t *p, const char *at, size_t len)
+{
+	struct api_conn *c = p->data;
+	if (!buf_append(&c->url, at, len)) {
+		c->error_status = 414;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_header_bytes(llhttp_t *p, const char *at, size_t len)
+{
+	(void)at;
+	struct api_conn *c = p->data;
+	c->header_bytes += len;
+	if (c->header_bytes > API_MAX_HEADER_BYTES) {
+		c->error_status = 431;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_headers_complete(llhttp_t *p)
+{
+	struct api_conn *c = p->data;
+	if (p->content_length > API_MAX_BODY && p->content_length != ULLONG_MAX) {
+		c->error_status = 413;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t len)
+{
+	struct api_conn *c = p->data;
+	if (!buf_append(&c->body, at, len)) {
+		c->error_status = 413;
+		return -1;
+	}
+	return 0;
+}
+
+static int on_message_complete(llhttp_t *p)
+{
+	(void)p;
+	return HPE_PAUSED;
+}
+
+/* Parses plaintext; a complete request is handled (and the parser paused). */
+static void feed(struct api_conn *c, const uint8_t *data, size_t len)
+{
+	if (c->busy) {
+		if (!buf_append(&c->pending, data, len)) {
+			c->close_after = true;
+			conn_close(c);
+		}
+		return;
+	}
+	llhttp_errno_t e = llhttp_execute(&c->parser, (const char *)data, len);
+	if (e == HPE_OK)
+		return;
+	if (e == HPE_PAUSED) {
+		const uint8_t *stop = (const uint8_t *)llhttp_get_error_pos(&c->parser);
+		size_t used = stop ? (size_t)(stop - data) : len;
+		if (used < len && !buf_append(&c->pending, data + used, len - used)) {
+			conn_close(c);
+			return;
+		}
+		handle_request(c);
+		return;
+	}
+	c->busy = true;
+	c->close_after = true;
+	int st = c->error_status ? c->error_status : 400;
+	respond_error(c, st, "%s", st == 413 ? "the body is too large"
+	                           : st == 431 ? "the headers are too large"
+	                           : st == 414 ? "the URL is too long"
+	                                       : "not an HTTP/1.1 request");
+}
+
+/* ---- the connection ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct api_conn *c = h->data;
+	if (--c->open_handles > 0)
+		return;
+	SSL_free(c->ssl);
+	buf_free(&c->url);
+	buf_free(&c->body);
+	buf_free(&c->pending);
+	free(c);
+}
+
+static void conn_close(struct api_conn *c)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	struct api *a = c->api;
+	if (c->job != NULL) {
+		c->job->conn = NULL; /* it answers to no one, and frees itself */
+		c->job = NULL;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		a->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	a->n_conns--;
+	uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+	uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+	conn_close(t->data);
+}
+
+static void arm(struct api_conn *c, unsigned ms)
+{
+	if (!c->closing)
+		uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+static void on_alloc(uv_handle_t *h, size_t size, uv_buf_t *b)
+{
+	(void)h;
+	(void)size;
+	static char slab[16384]; /* the control loop's own thread: copied out at once */
+	*b = uv_buf_init(slab, sizeof(slab));
+}
+
+static void update_reading(struct api_conn *c);
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
+{
+	struct api_conn *c = s->data;
+	if (n < 0) {
+		conn_close(c);
+		return;
+	}
+	if (c->lingering)
+		return; /* read and dropped */
+	if (n == 0)
+		return;
+	if (BIO_write(c->rbio, b->base, (int)n) != (int)n) {
+		conn_close(c);
+		return;
+	}
+	pump(c);
+}
+
+static void on_shut(uv_shutdown_t *req, int status)
+{
+	(void)req;
+	(void)status;
+}
+
+/*
+ * The last answer is written: the write side is shut, and what the client still sends
+ * (the rest of a refused body) is read and dropped for a moment. Closing at once
+ * would reset the connection and could destroy the answer before the client read it.
+ */
+static void linger(struct api_conn *c)
+{
+	if (c->closing || c->lingering)
+		return;
+	c->lingering = true;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shut) != 0) {
+		conn_close(c);
+		return;
+	}
+	uv_timer_start(&c->timer, on_timeout, API_LINGER_MS, 0);
+	if (!c->reading)
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	c->reading = true;
+}
+
+static void update_reading(struct api_conn *c)
+{
+	if (c->lingering)
+		return;
+	bool want = !c->closing && !c->busy && !c->close_after;
+	if (want && !c->reading)
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	else if (!want && c->reading)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = want;
+}
+
+static void after_handshake(struct api_conn *c)
+{
+	X509 *peer = SSL_get0_peer_certificate(c->ssl);
+	unsigned char *der = NULL;
+	int len = peer ? i2d_X509(peer, &der) : -1;
+	c->allowed = len > 0 && api_identity_allowed(der, (size_t)len, c->api->cfg->api_allow,
+	                                             c->api->cfg->n_api_allow, c->who,
+	                                             sizeof(c->who));
+	OPENSSL_free(der);
+}
+
+/* Drives the TLS session with what has been read, then the parser with what it yields. */
+static void pump(struct api_conn *c)
+{
+	if (!c->handshaken && !c->closing) {
+		int rc = SSL_do_handshake(c->ssl);
+		if (rc != 1) {
+			int e = SSL_get_error(c->ssl, rc);
+			if (e != SSL_ERROR_WANT_READ) {
+				char why[256];
+				ssl_error("TLS handshake", why, sizeof(why));
+				long v = SSL_get_verify_result(c->ssl);
+				log_warn("api: %s: %s%s%s", c->peer, why, v != X509_V_OK ? ": " : "",
+				         v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+				c->close_after = true; /* the alert goes out, then the connection closes */
+			}
+			flush(c);
+			if (c->close_after && c->writes_pending == 0)
+				conn_close(c);
+			return;
+		}
+		c->handshaken = true;
+		after_handshake(c);
+	}
+	uint8_t plain[16384];
+	c->in_pump = true;
+	while (!c->closing && !c->busy) {
+		if (c->pending.len > 0) {
+			/* Bytes read past the last request come first. */
+			struct buf rest = c->pending;
+			buf_init(&c->pending, API_MAX_BODY + API_MAX_HEADER_BYTES);
+			feed(c, rest.data, rest.len);
+			buf_free(&rest);
+			continue;
+		}
+		int n = SSL_read(c->ssl, plain, sizeof(plain));
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+			ERR_clear_error();
+			if (e != SSL_ERROR_WANT_READ)
+				c->close_after = true; /* closed by the peer, or broken */
+			break;
+		}
+		feed(c, plain, (size_t)n);
+	}
+	c->in_pump = false;
+	if (c->closing)
+		return;
+	flush(c);
+	if (c->close_after && !c->busy && c->writes_pending == 0) {
+		conn_close(c);
+		return;
+	}
+	update_reading(c);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	struct api *a = l->data;
+	if (status != 0)
+		return;
+	struct api_conn *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return;
+	c->api = a;
+	uv_tcp_init(a->loop, &c->tcp);
+	uv_timer_init(a->loop, &c->timer);
+	c->tcp.data = c->timer.data = c;
+	c->open_handles = 2;
+	buf_init(&c->url, API_MAX_URL);
+	buf_init(&c->body, API_MAX_BODY);
+	buf_init(&c->pending, API_MAX_BODY + API_MAX_HEADER_BYTES);
+	c->next = a->conns;
+	if (a->conns)
+		a->conns->prev = c;
+	a->conns = c;
+	a->n_conns++;
+	snprintf(c->who, sizeof(c->who), "(no certificate)");
+	if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0 || a->n_conns > API_MAX_CONNS) {
+		conn_close(c);
+		return;
+	}
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
+		http_format_addr(&ss, c->peer, sizeof(c->peer));
+	c->ssl = SSL_new(a->ctx);
+	c->rbio = BIO_new(BIO_s_mem());
+	c->wbio = BIO_new(BIO_s_mem());
+	if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
+		BIO_free(c->rbio);
+		BIO_free(c->wbio);
+		conn_close(c);
+		return;
+	}
+	SSL_set_bio(c->ssl, c->rbio, c->wbio); /* the SSL object owns both */
+	SSL_set_accept_state(c->ssl);
+	llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
+	c->parser.data = c;
+	arm(c, API_REQUEST_MS);
+	update_reading(c);
+}
+
+int api_start(struct api *a, uv_loop_t *loop, char *err, size_t errlen)
+{
+	llhttp_settings_init(&parser_settings);
+	parser_settings.on_message_begin = on_message_begin;
+	parser_settings.on_url = on_url;
+	parser_settings.on_header_field = on_header_bytes;
+	parser_settings.on_header_value = on_header_bytes;
+	parser_settings.on_headers_complete = on_headers_complete;
+	parser_settings.on_body = on_body;
+	parser_settings.on_message_complete = on_message_complete;
+	a->loop = loop;
+	uv_timer_init(loop, &a->tick);
+	a->tick.data = a;
+	a->r->change_hook = on_change;
+	a->r->change_hook_arg = a;
+	for (size_t i = 0; i < a->n_fds; i++) {
+		uv_tcp_init(loop, &a->listeners[i]);
+		a->listeners[i].data = a;
+		a->n_listening++;
+		int rc = uv_tcp_open(&a->listeners[i], a->fds[i]);
+		if (rc == 0) {
+			a->fds[i] = -1; /* the handle owns it */
+			rc = uv_listen((uv_stream_t *)&a->listeners[i], 128, on_connection);
+		}
+		if (rc != 0) {
+			snprintf(err, errlen, "[api] listening on %s: %s", a->bound[i], uv_strerror(rc));
+			return -1;
+		}
+	}
+	log_info("api: listening on %s (HTTPS, client certificates from %s)", a->bound[0],
+	         a->cfg->api_client_ca);
+	return 0;
+}
+
+void api_stop(struct api *a)
+{
+	if (a == NULL || a->loop == NULL || a->stopped)
+		return;
+	a->stopped = true;
+	a->r->change_hook = NULL;
+	for (size_t i = 0; i < a->n_listening; i++)
+		uv_close((uv_handle_t *)&a->listeners[i], NULL);
+	while (a->conns != NULL)
+		conn_close(a->conns);
+	/* Writes waiting to be seen are answered to no one now; they are committed. */
+	while (a->waiting != NULL) {
+		struct api_job *j = a->waiting;
+		unwait(a, j);
+		answer_write(j);
+	}
+	uv_close((uv_handle_t *)&a->tick, NULL);
+}
+
+void api_free(struct api *a)
+{
+	if (a == NULL)
+		return;
+	for (size_t i = 0; i < a->n_fds; i++)
+		if (a->fds[i] >= 0)
+			close(a->fds[i]);
+	SSL_CTX_free(a->ctx);
+	revoke_db_free(a->db);
+	pthread_mutex_destroy(&a->db_lock);
+	free(a);
+}
