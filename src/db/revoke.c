@@ -12,6 +12,24 @@
 
 /* ---- the transaction ---- */
 
+/* libpq's messages span lines: one line reads better in logs and answers. */
+static void one_line(char *s)
+{
+	char *o = s;
+	bool gap = false;
+	for (const char *i = s; *i; i++) {
+		if (*i == '\n' || *i == '\t' || *i == '\r' || *i == ' ') {
+			gap = true;
+			continue;
+		}
+		if (gap && o != s)
+			*o++ = ' ';
+		gap = false;
+		*o++ = *i;
+	}
+	*o = 0;
+}
+
 /* Puts "WHAT: the server's message" (or the connection's) in err. */
 static void report(PGconn *c, const PGresult *r, const char *what, char *err, size_t errlen)
 {
@@ -22,12 +40,14 @@ static void report(PGconn *c, const PGresult *r, const char *what, char *err, si
 		while (n > 0 && msg[n - 1] == '\n')
 			n--;
 		snprintf(err, errlen, "%s: %.*s", what, (int)n, n ? msg : "failed");
+		one_line(err);
 		return;
 	}
 	const char *detail = PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL);
 	snprintf(err, errlen, "%s: %s%s%s", what, msg, detail ? " (" : "", detail ? detail : "");
 	if (detail != NULL && strlen(err) + 1 < errlen)
 		strcat(err, ")");
+	one_line(err);
 }
 
 /* The result when the statement succeeded; else NULL with why in err. */
@@ -273,6 +293,7 @@ PGconn *revoke_db_conn(struct revoke_db *db, char *err, size_t errlen)
 		snprintf(err, errlen, "connecting to PostgreSQL (database %s on %s:%s as %s): %.*s",
 		         PQdb(db->conn), PQhost(db->conn), PQport(db->conn), PQuser(db->conn), (int)n,
 		         why);
+		one_line(err);
 	}
 	PQfinish(db->conn);
 	db->conn = NULL;

@@ -725,6 +725,13 @@ static void handle_request(struct api_conn *c)
 			respond_error(c, 400, "%s", err);
 			return;
 		}
+		/* A revocation is recorded as it happens, not ahead of time. */
+		int64_t soon = clock_now() + 60;
+		if (call.ch.revoked_at > soon || call.ch.invalidity_date > soon) {
+			respond_error(c, 400, "%s is in the future",
+			              call.ch.revoked_at > soon ? "revoked_at" : "invalidity_date");
+			return;
+		}
 	}
 	dispatch(c, &call);
 }

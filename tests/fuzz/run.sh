@@ -4,7 +4,7 @@
 #   tests/fuzz/run.sh [SECONDS] [TARGET...]
 #
 # SECONDS per target (default 60) is passed as -max_total_time. TARGETs default to all
-# (request get_path index config response redis_value crl). Builds in build-fuzz/ (or $REVD_FUZZ_BUILD).
+# (request get_path index config response redis_value crl api). Builds in build-fuzz/ (or $REVD_FUZZ_BUILD).
 # Each target starts from the committed seeds in tests/fuzz/corpus/fuzz_TARGET/ and writes
 # what it finds to a scratch corpus in the build directory, never to the seeds. Crash
 # reproducers go to tests/fuzz/crashes/ (not committed; see .gitignore). Exits 1 if any
@@ -15,7 +15,7 @@ secs=${1:-60}
 [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "usage: $0 [SECONDS] [TARGET...]" >&2; exit 2; }
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(request get_path index config response redis_value crl)
+((${#targets[@]})) || targets=(request get_path index config response redis_value crl api)
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)

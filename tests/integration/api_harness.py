@@ -98,7 +98,9 @@ def make_api_pki(d):
                              "subjectAltName = IP:127.0.0.1"])
     chain = os.path.join(d, "server-chain.pem")
     with open(chain, "w") as f:
-        f.write(open(leaf).read() + open(sint).read())
+        for part in (leaf, sint):
+            with open(part) as g:
+                f.write(g.read())
     out.update(server_root=sroot, server_cert=chain, server_key=leaf_key, server_leaf=leaf)
 
     cca, cca_key = _root(d, "client-ca", "API client CA")

@@ -1,0 +1,734 @@
+"""The mTLS revocation API ([api]: POST /v1/revoke, POST /v1/unhold, GET /v1/status) of a
+revd serving an issuer from PostgreSQL: a listed client's revocation is served by revd's
+OCSP port as soon as the write returns 200 (asked with `openssl ocsp` right after, no
+sleep); who may call it (subjectAltName DNS case-insensitively, URI exactly, the
+commonName only without such names; an unlisted client gets 403 and changes nothing; no
+certificate, one from another CA or one revoked in client_crl never gets an HTTP
+answer); holds (released, or made another reason keeping their time); conflicts,
+unknown serials and issuers, malformed bodies, methods, sizes, plain HTTP on the TLS
+port; the "crl" object and the delta CRL listing the revocation within seconds; 202 when
+this instance does not see its own write, 503 when the database is unreachable; and
+`revd config check` on a bad [api] section.
+
+One PostgreSQL server for the module (pg_harness), a fresh database per test with the
+main test PKI's index.txt imported by the revd CLI. The TLS material (API server chain,
+client CA, clients, client CRL) comes from api_harness.make_api_pki. Measured latencies
+are printed to stdout (ctest -V shows them)."""
+
+import calendar
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import tempfile
+import time
+
+from api_harness import (ALLOWED_CN, ApiClient, api_section, http_bytes, make_api_pki,
+                         raw_tls_exchange, tls_context, tls_refused, wait_port)
+from crl_harness import Crl, get_crl, openssl_crl_text, run_revd_cli
+from pg_harness import PgTestCase, free_port
+from revd_harness import (REVD_BIN, OcspResp, RevdTestCase, asn1_time, main, main_pki,
+                          ocsp_post, ocsp_request, openssl_time, parse_ocsp_status_output,
+                          read_index, run)
+
+ISSUER = "main"
+BASE_URL = "http://crl.revd.test/crl"
+DELTA_INTERVAL = 600
+LIVE_TIMEOUT_MS = 5000
+CRL_DEADLINE = 10.0
+ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+REASONS = ("unspecified", "keyCompromise", "cACompromise", "affiliationChanged",
+           "superseded", "cessationOfOperation", "certificateHold", "privilegeWithdrawn",
+           "aACompromise")
+REASON_CODES = {"unspecified": 0, "keyCompromise": 1, "cACompromise": 2,
+                "affiliationChanged": 3, "superseded": 4, "cessationOfOperation": 5,
+                "certificateHold": 6, "privilegeWithdrawn": 9, "aACompromise": 10}
+
+
+def figure(msg):
+    print("    [api] %s" % msg, flush=True)
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def from_iso(s):
+    return calendar.timegm(time.strptime(s, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+class ApiTest(PgTestCase, RevdTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pki = main_pki()
+        cls.tls_dir = tempfile.mkdtemp(prefix="revd-api-tls-")
+        cls.addClassCleanup(shutil.rmtree, cls.tls_dir, True)
+        cls.tls = make_api_pki(cls.tls_dir)
+
+    # ---- database
+    def revd_cli(self, *args, ok=True):
+        rc, out, err = run_revd_cli(REVD_BIN, args)
+        if ok:
+            self.assertEqual(rc, 0, "revd %s failed (%d):\n%s%s" % (" ".join(args), rc, out,
+                                                                     err))
+        return rc, out, err
+
+    def new_db(self):
+        dsn = self.new_database()
+        self.revd_cli("db", "migrate", "--dsn", dsn)
+        self.revd_cli("db", "add-issuer", "--dsn", dsn, "--name", ISSUER, "--cert",
+                      self.pki.issuing)
+        self.revd_cli("import", "--dsn", dsn, "--issuer", ISSUER, "--index", self.pki.index)
+        return dsn
+
+    def row(self, dsn, serial):
+        """(revoked_at epoch or None, reason code or None, invalidity epoch or None)."""
+        out = self.psql(dsn, "SELECT floor(extract(epoch FROM c.revoked_at)), c.reason, "
+                             "floor(extract(epoch FROM c.invalidity_date)) FROM certificates c "
+                             "JOIN issuers i ON i.id = c.issuer_id WHERE i.name = '%s' AND "
+                             "c.serial = revd_serial('%s')" % (ISSUER, serial))
+        self.assertNotEqual(out, "", "serial %s is not in the database" % serial)
+        return tuple(None if v == "" else int(float(v)) for v in out.split("|"))
+
+    def assert_row_good(self, dsn, serial):
+        self.assertEqual(self.row(dsn, serial), (None, None, None),
+                         "serial %s was changed in the database" % serial)
+
+    # ---- revd
+    def conf(self, dsn, api_port, crl=False, api_extra="", allow=None, extra_api_ports=()):
+        text = ("[server]\nlisten = 127.0.0.1:%d\nworkers = 2\n\n[postgres]\ndsn = %s\n"
+                % (self.ocsp_port, dsn))
+        if crl:
+            text += ("\n[crl]\nbase_url = %s\nvalidity = 7200s\ninterval = 3600s\n"
+                     "delta_validity = 1800s\ndelta_interval = %ds\ndelta_debounce = 500ms\n"
+                     % (BASE_URL, DELTA_INTERVAL))
+        text += ("\n[issuer %s]\nca = %s\nsigner_cert = %s\nsigner_key = %s\nstore = postgres\n"
+                 % (ISSUER, self.pki.issuing, self.pki.ocsp_cert, self.pki.ocsp_key))
+        if crl:
+            text += "crl = yes\ncrl_key = %s\n" % self.pki.issuing_key
+        kw = {} if allow is None else {"allow": allow}
+        api = api_section(self.tls, api_port, extra=api_extra, **kw)
+        if extra_api_ports:
+            api = re.sub(r"(?m)^listen = .*$", "listen = " + ", ".join(
+                "127.0.0.1:%d" % p for p in (api_port,) + tuple(extra_api_ports)), api)
+        return text + api
+
+    def start_api(self, dsn, crl=False, api_extra="", extra_api_ports=()):
+        """revd on fresh ports: r.port is the OCSP (plain HTTP) port, r.api_port the API's.
+        Waits until both accept connections and OCSP answers come from the database."""
+        self.ocsp_port = free_port()
+        api_port = free_port()
+        while api_port in (self.ocsp_port,) + tuple(extra_api_ports):
+            api_port = free_port()
+        probe = ocsp_request(self.pki.issuing, self.pki.leaf("good")["serial"])
+        r = self.start_revd(config=self.conf(dsn, api_port, crl, api_extra,
+                                             extra_api_ports=extra_api_ports),
+                            listen=False, probe=probe)
+        # The API listener may log its own "listening on" line first.
+        r.port, r.api_port = self.ocsp_port, api_port
+        wait_port(r.port)
+        wait_port(api_port)
+        for p in extra_api_ports:
+            wait_port(p)
+        good = self.pki.leaf("good")["serial"]
+        t0 = time.monotonic()
+        while self.ocsp(r, good) == "tryLater":
+            self.assertLess(time.monotonic() - t0, 5.0, "revd never answered from the "
+                            "database:\n" + r.stderr())
+            time.sleep(0.01)
+        if crl:
+            st, _, _ = get_crl(r.port, "%s-delta.crl" % ISSUER)
+            t0 = time.monotonic()
+            while st != 200:
+                self.assertLess(time.monotonic() - t0, CRL_DEADLINE, "no delta CRL served")
+                time.sleep(0.05)
+                st, _, _ = get_crl(r.port, "%s-delta.crl" % ISSUER)
+        return r
+
+    def client(self, r, name="listed", **kw):
+        return ApiClient(self.tls, r.api_port, name, **kw)
+
+    # ---- asking revd's OCSP port
+    def ocsp(self, r, serial):
+        """The status in a POSTed OCSP answer (a fresh connection): good, revoked,
+        unknown, or the responseStatus (tryLater, ...) when it is not successful."""
+        st, _, body = ocsp_post(r.port, ocsp_request(self.pki.issuing, serial), timeout=10)
+        self.assertEqual(st, 200)
+        resp = OcspResp(body)
+        if resp.status != 0:
+            return {1: "malformedRequest", 2: "internalError", 3: "tryLater",
+                    5: "sigRequired", 6: "unauthorized"}.get(resp.status, str(resp.status))
+        self.assertEqual(len(resp.singles), 1)
+        return resp.singles[0]["status"]
+
+    def ossl(self, r, serial, extra=()):
+        """`openssl ocsp` against revd's HTTP port, verified: (status dict, output)."""
+        args = ["openssl", "ocsp", "-url", r.url(), "-timeout", "10", "-no_nonce",
+                "-issuer", self.pki.issuing, "-serial", "0x" + serial, "-CAfile",
+                self.pki.root, "-verify_other", self.pki.chain] + list(extra)
+        p = run(args)
+        out = p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace")
+        self.assertEqual(p.returncode, 0, "%s\n%s" % (" ".join(args), out))
+        self.assertIn("Response verify OK", out)
+        got = parse_ocsp_status_output(out)
+        self.assertIn("0x" + serial, got, out)
+        return got["0x" + serial], out
+
+    # ---- checking answers
+    def assert_json(self, a, status):
+        self.assertEqual(a.status, status, a)
+        self.assertTrue(a.headers.get("content-type", "").startswith("application/json"),
+                        "Content-Type %r: %r" % (a.headers.get("content-type"), a))
+        self.assertIsInstance(a.json, dict, "not a JSON object: %r" % a)
+        return a.json
+
+    def assert_error(self, a, status):
+        j = self.assert_json(a, status)
+        self.assertIsInstance(j.get("error"), str, a)
+        self.assertTrue(j["error"], a)
+        return j
+
+    def assert_serial(self, got, serial):
+        """The same number (its spelling is test_serial_in_answers_is_hex's business)."""
+        self.assertIsInstance(got, str)
+        self.assertEqual(int(got, 16), int(serial, 16), "serial %r, want %s" % (got, serial))
+
+    def assert_write(self, a, serial, result, reason, status=200):
+        """A 200 (or 202) answer to a write: the fields the spec lists."""
+        j = self.assert_json(a, status)
+        self.assertEqual(j.get("issuer"), ISSUER, a)
+        self.assert_serial(j.get("serial"), serial)
+        self.assertEqual(j.get("result"), result, a)
+        if reason is None:
+            self.assertEqual(j.get("status"), "good", a)
+            self.assertNotIn("reason", j, a)
+            self.assertNotIn("revoked_at", j, a)
+        else:
+            self.assertEqual(j.get("status"), "revoked", a)
+            self.assertEqual(j.get("reason"), reason, a)
+            self.assertRegex(j.get("revoked_at", ""), ISO)
+        if status == 200:
+            self.assertIs(j.get("live"), True, a)
+            self.assertIsInstance(j.get("live_ms"), (int, float), a)
+            self.assertFalse(isinstance(j.get("live_ms"), bool), a)
+            self.assertGreaterEqual(j["live_ms"], 0, a)
+            self.assertLessEqual(j["live_ms"], LIVE_TIMEOUT_MS, a)
+        else:
+            self.assertIs(j.get("live"), False, a)
+        return j
+
+    def assert_served_revoked(self, r, serial, reason, revoked_at, n=6):
+        """Right after the write: n OCSP requests (fresh connections, so both workers are
+        asked) and `openssl ocsp` all say revoked, with that reason and time."""
+        got = [self.ocsp(r, serial) for _ in range(n)]
+        self.assertEqual(got, ["revoked"] * n, "OCSP answers right after the 200")
+        g, out = self.ossl(r, serial)
+        self.assertEqual(g["status"], "revoked", out)
+        self.assertEqual(g["reason"], reason, out)
+        self.assertEqual(openssl_time(g["revocation_time"]), revoked_at, out)
+        return out
+
+    def warm(self, r, serial):
+        """Cached "good" answers on every worker before the write."""
+        for _ in range(6):
+            self.assertEqual(self.ocsp(r, serial), "good")
+
+    # ------------------------------------------------------------------ tests
+
+    def test_revoke_is_served_at_once(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        victim = self.pki.leaf("good", 1)["serial"]
+        self.warm(r, victim)
+        inval = int(time.time()) - 86400
+        t0 = time.time()
+        a = self.client(r).revoke(ISSUER, victim, "keyCompromise", invalidity_date=iso(inval))
+        t_answer = time.monotonic()
+        j = self.assert_write(a, victim, "revoked", "keyCompromise")
+        first = self.ocsp(r, victim)  # before anything else
+        dt = time.monotonic() - t_answer
+        self.assertEqual(first, "revoked", "the first OCSP answer after the 200 (%.1f ms "
+                         "later)" % (dt * 1000))
+        revoked_at = from_iso(j["revoked_at"])
+        self.assertLessEqual(abs(revoked_at - t0), 5, j)
+        self.assertEqual(j.get("invalidity_date"), iso(inval), a)
+        self.assertNotIn("crl", j, "the issuer publishes no CRL: %r" % a)
+        out = self.assert_served_revoked(r, victim, "keyCompromise", revoked_at)
+        _, text = self.ossl(r, victim, ["-resp_text"])
+        dates = re.findall(r"Invalidity Date:\s*\n?\s*(\w{3} [ \d]\d \d\d:\d\d:\d\d \d{4} GMT)",
+                           text)
+        self.assertEqual([openssl_time(d) for d in dates], [inval], text)
+        self.assertEqual(self.row(dsn, victim), (revoked_at, 1, inval))
+        figure("revoke -> 200 with live_ms %s; first OCSP answer %.1f ms after the 200: %s"
+               % (j["live_ms"], dt * 1000, first))
+        # GET /v1/status agrees.
+        s = self.assert_json(self.client(r).status(ISSUER, victim), 200)
+        self.assertEqual((s.get("status"), s.get("reason"), s.get("revoked_at"),
+                          s.get("invalidity_date"), s.get("issuer")),
+                         ("revoked", "keyCompromise", j["revoked_at"], iso(inval), ISSUER), s)
+        self.assert_serial(s.get("serial"), victim)
+        # Other certificates are untouched.
+        self.assertEqual(self.ocsp(r, self.pki.leaf("good", 2)["serial"]), "good")
+        self.assertIn("Response verify OK", out)
+
+    def test_revoke_with_times_and_serial_forms(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        # An explicit revocation time and invalidity date, kept as given.
+        victim = self.pki.leaf("good", 3)["serial"]
+        at, inval = int(time.time()) - 3 * 3600, int(time.time()) - 2 * 86400
+        j = self.assert_write(c.revoke(ISSUER, victim, "superseded", revoked_at=iso(at),
+                                       invalidity_date=iso(inval)),
+                              victim, "revoked", "superseded")
+        self.assertEqual((j["revoked_at"], j.get("invalidity_date")), (iso(at), iso(inval)))
+        self.assert_served_revoked(r, victim, "superseded", at)
+        self.assertEqual(self.row(dsn, victim), (at, 4, inval))
+        # Hex in lower case, and a one-octet serial whose high bit is set (B7: stored
+        # with its 00 sign octet).
+        b7 = [l["serial"] for l in self.pki.leaves if l["serial"] == "B7"]
+        self.assertEqual(b7, ["B7"], "the main PKI's leaf5 has serial B7")
+        j = self.assert_write(c.revoke(ISSUER, "b7", "cessationOfOperation"), "B7", "revoked",
+                              "cessationOfOperation")
+        self.assert_served_revoked(r, "B7", "cessationOfOperation", from_iso(j["revoked_at"]))
+        lower = self.pki.leaf("good", 4)["serial"]
+        j = self.assert_write(c.revoke(ISSUER, lower.lower(), "affiliationChanged"), lower,
+                              "revoked", "affiliationChanged")
+        self.assert_served_revoked(r, lower, "affiliationChanged", from_iso(j["revoked_at"]))
+
+    def test_every_reason(self):
+        # Each reason name revd revoke takes, through the API, read back by the database.
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        goods = [l["serial"] for l in self.pki.leaves if l["status"] == "good"]
+        self.assertGreaterEqual(len(goods), len(REASONS))
+        for serial, reason in zip(goods, REASONS):
+            with self.subTest(reason=reason):
+                j = self.assert_write(c.revoke(ISSUER, serial, reason), serial, "revoked", reason)
+                self.assertEqual(self.ocsp(r, serial), "revoked")
+                self.assertEqual(self.row(dsn, serial)[1], REASON_CODES[reason])
+                if reason != "aACompromise":  # a name this openssl does not print
+                    g, out = self.ossl(r, serial)
+                    self.assertEqual((g["status"], g["reason"]), ("revoked", reason), out)
+                    self.assertEqual(openssl_time(g["revocation_time"]),
+                                     from_iso(j["revoked_at"]), out)
+
+    def test_who_may_call(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        # Listed: by DNS name in any case, by URI, by commonName when there is no SAN.
+        for name, k in (("listed_upper", 5), ("uri", 6), ("cn_only", 7)):
+            with self.subTest(client=name):
+                victim = self.pki.leaf("good", k)["serial"]
+                j = self.assert_write(self.client(r, name).revoke(ISSUER, victim, "superseded"),
+                                      victim, "revoked", "superseded")
+                self.assertEqual(self.ocsp(r, victim), "revoked")
+                self.assertEqual(self.assert_json(self.client(r, name).status(ISSUER, victim),
+                                                  200).get("status"), "revoked")
+                self.assertEqual(j["reason"], "superseded")
+        # Verified but not listed: 403 on every endpoint, and nothing changes. The
+        # san_not_cn client's commonName is listed, but it has a DNS name that is not.
+        target = self.pki.leaf("good", 8)["serial"]
+        hold = self.pki.leaf_by_reason("certificateHold")["serial"]
+        for name in ("unlisted", "san_not_cn"):
+            with self.subTest(client=name):
+                c = self.client(r, name)
+                self.assert_error(c.revoke(ISSUER, target, "keyCompromise"), 403)
+                self.assert_error(c.unhold(ISSUER, hold), 403)
+                self.assert_error(c.status(ISSUER, target), 403)
+                g, out = self.ossl(r, target)
+                self.assertEqual(g["status"], "good", out)
+                self.assert_row_good(dsn, target)
+                self.assertEqual(self.ocsp(r, hold), "revoked")
+                self.assertEqual(self.row(dsn, hold)[1], 6)
+        self.assertEqual(ALLOWED_CN, "cn-client.example")
+
+    def test_clients_refused_in_tls(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        target = self.pki.leaf("good", 9)["serial"]
+        body = json.dumps(dict(issuer=ISSUER, serial=target, reason="keyCompromise")).encode()
+        req = http_bytes("POST", "/v1/revoke", body)
+        for who in (None, "other_ca", "revoked"):
+            for version in (None, ssl.TLSVersion.TLSv1_2):
+                with self.subTest(client=who or "no certificate", max_tls=version):
+                    ctx = tls_context(self.tls, who, version)
+                    refused, detail = tls_refused(ctx, r.api_port, req)
+                    self.assertTrue(refused, detail)
+                    figure("client %s (max TLS %s): %s" % (who or "without certificate",
+                                                            version or "1.3", detail))
+        g, out = self.ossl(r, target)
+        self.assertEqual(g["status"], "good", out)
+        self.assert_row_good(dsn, target)
+        # revd still serves the listed client afterwards.
+        s = self.assert_json(self.client(r).status(ISSUER, target), 200)
+        self.assertEqual(s.get("status"), "good", s)
+
+    def test_hold_then_release(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        victim = self.pki.leaf("good", 10)["serial"]
+        self.warm(r, victim)
+        j = self.assert_write(c.revoke(ISSUER, victim, "certificateHold"), victim, "revoked",
+                              "certificateHold")
+        self.assert_served_revoked(r, victim, "certificateHold", from_iso(j["revoked_at"]))
+        j = self.assert_write(c.unhold(ISSUER, victim), victim, "released", None)
+        got = [self.ocsp(r, victim) for _ in range(6)]
+        self.assertEqual(got, ["good"] * 6, "OCSP answers right after the release")
+        g, out = self.ossl(r, victim)
+        self.assertEqual(g["status"], "good", out)
+        self.assert_row_good(dsn, victim)
+        s = self.assert_json(c.status(ISSUER, victim), 200)
+        self.assertEqual(s.get("status"), "good", s)
+        self.assertNotIn("reason", s)
+        # Released already: nothing to release.
+        self.assert_error(c.unhold(ISSUER, victim), 409)
+        # A hold the CA recorded before (imported from index.txt) is released too.
+        held = self.pki.leaf_by_reason("certificateHold")["serial"]
+        self.assertEqual(self.ocsp(r, held), "revoked")
+        self.assert_write(c.unhold(ISSUER, held), held, "released", None)
+        g, out = self.ossl(r, held)
+        self.assertEqual(g["status"], "good", out)
+
+    def test_hold_then_key_compromise_keeps_the_time(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        victim = self.pki.leaf("good", 11)["serial"]
+        at = int(time.time()) - 6 * 3600
+        j = self.assert_write(c.revoke(ISSUER, victim, "certificateHold", revoked_at=iso(at)),
+                              victim, "revoked", "certificateHold")
+        self.assertEqual(j["revoked_at"], iso(at))
+        self.assert_served_revoked(r, victim, "certificateHold", at)
+        j = self.assert_write(c.revoke(ISSUER, victim, "keyCompromise"), victim,
+                              "reason_changed", "keyCompromise")
+        self.assertEqual(j["revoked_at"], iso(at), "the hold's revocation time is kept")
+        self.assert_served_revoked(r, victim, "keyCompromise", at)
+        self.assertEqual(self.row(dsn, victim)[:2], (at, 1))
+        # No longer on hold: neither another reason nor a release.
+        self.assert_error(c.revoke(ISSUER, victim, "superseded"), 409)
+        self.assert_error(c.unhold(ISSUER, victim), 409)
+        self.assertEqual(self.row(dsn, victim)[:2], (at, 1))
+
+    def test_conflicts_and_unknowns(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        victim = self.pki.leaf("good", 2)["serial"]
+        j = self.assert_write(c.revoke(ISSUER, victim, "superseded"), victim, "revoked",
+                              "superseded")
+        before = self.row(dsn, victim)
+        self.assert_error(c.revoke(ISSUER, victim, "keyCompromise"), 409)
+        self.assert_error(c.revoke(ISSUER, victim, "certificateHold"), 409)
+        self.assertEqual(self.row(dsn, victim), before)
+        g, out = self.ossl(r, victim)
+        self.assertEqual((g["status"], g["reason"]), ("revoked", "superseded"), out)
+        self.assertEqual(j["reason"], "superseded")
+        # A certificate the CA revoked (imported), not on hold.
+        key = self.pki.leaf_by_reason("keyCompromise")["serial"]
+        self.assert_error(c.revoke(ISSUER, key, "superseded"), 409)
+        self.assert_error(c.unhold(ISSUER, key), 409)
+        self.assertEqual(self.row(dsn, key)[1], 1)
+        # Release of a good certificate.
+        good = self.pki.leaf("good", 3)["serial"]
+        self.assert_error(c.unhold(ISSUER, good), 409)
+        self.assert_row_good(dsn, good)
+        # Not issued (not in the database) and unknown issuer.
+        unissued = self.pki.unissued
+        self.assert_error(c.revoke(ISSUER, unissued, "keyCompromise"), 404)
+        self.assert_error(c.unhold(ISSUER, unissued), 404)
+        self.assertEqual(self.psql(dsn, "SELECT count(*) FROM certificates WHERE serial = "
+                                        "revd_serial('%s')" % unissued), "0")
+        self.assert_error(c.revoke("nosuch", good, "keyCompromise"), 404)
+        self.assert_error(c.unhold("nosuch", good), 404)
+        self.assert_error(c.status("nosuch", good), 404)
+        self.assert_row_good(dsn, good)
+        self.assertEqual(self.ocsp(r, good), "good")
+        self.assertEqual(self.ocsp(r, unissued), "unknown")
+
+    def test_bad_requests(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        target = self.pki.leaf("good", 4)["serial"]
+        ok = dict(issuer=ISSUER, serial=target, reason="keyCompromise")
+        cases = [
+            ("not JSON", "/v1/revoke", b"issuer=main&serial=%s" % target.encode()),
+            ("truncated JSON", "/v1/revoke", json.dumps(ok)[:-1]),
+            ("a JSON array", "/v1/revoke", json.dumps([ok])),
+            ("empty body", "/v1/revoke", b""),
+            ("missing reason", "/v1/revoke", dict(issuer=ISSUER, serial=target)),
+            ("missing serial", "/v1/revoke", dict(issuer=ISSUER, reason="keyCompromise")),
+            ("missing issuer", "/v1/revoke", dict(serial=target, reason="keyCompromise")),
+            ("unknown reason", "/v1/revoke", dict(ok, reason="stolen")),
+            ("removeFromCRL is no reason to revoke", "/v1/revoke",
+             dict(ok, reason="removeFromCRL")),
+            ("serial not hex", "/v1/revoke", dict(ok, serial="XYZ")),
+            ("empty serial", "/v1/revoke", dict(ok, serial="")),
+            ("serial as a number", "/v1/revoke", dict(ok, serial=183)),
+            ("serial of 33 octets", "/v1/revoke", dict(ok, serial="7F" * 33)),
+            ("unknown field", "/v1/revoke", dict(ok, comment="hi")),
+            ("bad invalidity_date", "/v1/revoke", dict(ok, invalidity_date="yesterday")),
+            ("bad revoked_at", "/v1/revoke", dict(ok, revoked_at="2026-13-45T99:00:00Z")),
+            ("unhold with a reason", "/v1/unhold", dict(ok)),
+            ("unhold without serial", "/v1/unhold", dict(issuer=ISSUER)),
+        ]
+        for what, path, body in cases:
+            with self.subTest(what):
+                self.assert_error(c.request("POST", path, body), 400)
+        for what, query in (("no serial", "issuer=%s" % ISSUER),
+                            ("no issuer", "serial=%s" % target),
+                            ("bad serial", "issuer=%s&serial=XYZ" % ISSUER)):
+            with self.subTest(what):
+                self.assert_error(c.request("GET", "/v1/status?" + query), 400)
+        self.assert_row_good(dsn, target)
+        g, out = self.ossl(r, target)
+        self.assertEqual(g["status"], "good", out)
+        # The same connection setup still revokes with a good body.
+        self.assert_write(c.revoke(ISSUER, target, "keyCompromise"), target, "revoked",
+                          "keyCompromise")
+
+    def test_status(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        good = self.pki.leaf("good")["serial"]
+        s = self.assert_json(c.status(ISSUER, good), 200)
+        self.assertEqual((s.get("issuer"), s.get("status")), (ISSUER, "good"), s)
+        self.assert_serial(s.get("serial"), good)
+        for k in ("reason", "revoked_at", "invalidity_date", "result"):
+            self.assertNotIn(k, s)
+        # Revoked by the CA with an invalidity date (index.txt keyTime).
+        leaf = self.pki.leaf_by_reason("keyCompromise", invalidity=True)
+        e = read_index(self.pki.index)[leaf["serial"]]
+        s = self.assert_json(c.status(ISSUER, leaf["serial"]), 200)
+        self.assertEqual((s.get("status"), s.get("reason"), s.get("revoked_at"),
+                          s.get("invalidity_date")),
+                         ("revoked", "keyCompromise", iso(asn1_time(e["revtime"])),
+                          "2024-01-02T03:04:05Z"), s)
+        self.assertNotIn("result", s)
+        hold = self.pki.leaf_by_reason("certificateHold")["serial"]
+        s = self.assert_json(c.status(ISSUER, hold), 200)
+        self.assertEqual((s.get("status"), s.get("reason")), ("revoked", "certificateHold"), s)
+        self.assertNotIn("invalidity_date", s)
+        # Not in the database.
+        s = self.assert_json(c.status(ISSUER, self.pki.unissued), 200)
+        self.assertEqual(s.get("status"), "not_issued", s)
+        self.assert_serial(s.get("serial"), self.pki.unissued)
+
+    def test_serial_in_answers_is_hex(self):
+        # "serial": HEX, as in the request, compared case-insensitively.
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        good = self.pki.leaf("good", 1)["serial"]
+        answers = [(good, c.status(ISSUER, good)),
+                   ("B7", c.revoke(ISSUER, "b7", "superseded")),
+                   (self.pki.unissued, c.status(ISSUER, self.pki.unissued))]
+        for serial, a in answers:
+            with self.subTest(serial=serial):
+                got = self.assert_json(a, 200).get("serial")
+                self.assertIsInstance(got, str, a)
+                self.assertRegex(got, r"^[0-9A-Fa-f]+$", "not HEX: %r" % a)
+                self.assertEqual(got.upper(), serial.upper(), a)
+
+    def test_two_api_listeners(self):
+        # [api] listen takes a list, like [server] listen.
+        dsn = self.new_db()
+        second = free_port()
+        r = self.start_api(dsn, extra_api_ports=(second,))
+        good = self.pki.leaf("good")["serial"]
+        for port in (r.api_port, second):
+            with self.subTest(port=port):
+                s = self.assert_json(ApiClient(self.tls, port).status(ISSUER, good), 200)
+                self.assertEqual(s.get("status"), "good")
+
+    def test_methods_paths_sizes(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        c = self.client(r)
+        good = self.pki.leaf("good", 5)["serial"]
+        for method, path in (("GET", "/v1/revoke"), ("PUT", "/v1/revoke"),
+                             ("DELETE", "/v1/unhold"), ("GET", "/v1/unhold"),
+                             ("POST", "/v1/status?issuer=%s&serial=%s" % (ISSUER, good))):
+            with self.subTest(method=method, path=path):
+                body = json.dumps(dict(issuer=ISSUER, serial=good)) if method != "GET" else None
+                self.assertEqual(c.request(method, path, body).status, 405)
+        for path in ("/v1/nothing", "/", "/v2/revoke", "/v1/revoke/extra", "/healthz"):
+            with self.subTest(path=path):
+                a = c.request("GET", path)
+                self.assertEqual(a.status, 404, a)
+        self.assert_row_good(dsn, good)
+        # 64 KiB is the most a body may be: exactly that is read (JSON padded with
+        # spaces); one byte more is refused with 413 and changes nothing.
+        ctx = tls_context(self.tls, "listed")
+        at_limit = self.pki.leaf("good", 6)["serial"]
+        body = json.dumps(dict(issuer=ISSUER, serial=at_limit, reason="superseded")).encode()
+        got, end = raw_tls_exchange(ctx, r.api_port, http_bytes(
+            "POST", "/v1/revoke", body + b" " * (65536 - len(body))))
+        self.assertRegex(got[:12], rb"^HTTP/1\.[01] 200", "a 64 KiB body (%s): %r"
+                         % (end, got[:300]))
+        self.assertEqual(self.ocsp(r, at_limit), "revoked")
+        over = self.pki.leaf("good", 7)["serial"]
+        body = json.dumps(dict(issuer=ISSUER, serial=over, reason="superseded")).encode()
+        got, end = raw_tls_exchange(ctx, r.api_port, http_bytes(
+            "POST", "/v1/revoke", body + b" " * (65537 - len(body))))
+        self.assertRegex(got[:12], rb"^HTTP/1\.[01] 413", "a body of 64 KiB + 1 (%s): %r"
+                         % (end, got[:300]))
+        body = json.dumps(dict(issuer=ISSUER, serial=over, reason="superseded")).encode()
+        got, end = raw_tls_exchange(ctx, r.api_port, http_bytes(
+            "POST", "/v1/revoke", body + b" " * (1 << 20)))
+        self.assertRegex(got[:12], rb"^HTTP/1\.[01] 413", "a body of 1 MiB (%s): %r"
+                         % (end, got[:300]))
+        self.assert_row_good(dsn, over)
+        self.assertEqual(self.ocsp(r, over), "good")
+        # Still serving.
+        self.assertEqual(self.assert_json(c.status(ISSUER, over), 200).get("status"), "good")
+
+    def test_plain_http_on_the_api_port(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        target = self.pki.leaf("good", 8)["serial"]
+        body = json.dumps(dict(issuer=ISSUER, serial=target, reason="keyCompromise")).encode()
+        for req in (http_bytes("GET", "/v1/status?issuer=%s&serial=%s" % (ISSUER, target)),
+                    http_bytes("POST", "/v1/revoke", body)):
+            with self.subTest(req=req[:20]):
+                s = socket.create_connection(("127.0.0.1", r.api_port), timeout=5)
+                got = b""
+                try:
+                    s.sendall(req)
+                    deadline = time.monotonic() + 5
+                    while time.monotonic() < deadline:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                except (socket.timeout, ConnectionError):
+                    pass
+                finally:
+                    s.close()
+                self.assertNotRegex(got[:16], rb"^HTTP/1\.[01] 2\d\d", got[:300])
+                self.assertNotIn(b'"status"', got)
+        self.assert_row_good(dsn, target)
+        g, out = self.ossl(r, target)
+        self.assertEqual(g["status"], "good", out)
+        # And the API still works over TLS.
+        self.assertEqual(self.assert_json(self.client(r).status(ISSUER, target),
+                                          200).get("status"), "good")
+
+    def test_crl_object_and_delta(self):
+        dsn = self.new_db()
+        r = self.start_api(dsn, crl=True)
+        st, _, body = get_crl(r.port, "%s-delta.crl" % ISSUER)
+        self.assertEqual(st, 200)
+        published = Crl(body).number
+        victim = self.pki.leaf("good", 9)["serial"]
+        vserial = int(victim, 16)
+        t0 = time.time()
+        t_mono = time.monotonic()
+        j = self.assert_write(self.client(r).revoke(ISSUER, victim, "keyCompromise"), victim,
+                              "revoked", "keyCompromise")
+        self.assertEqual(self.ocsp(r, victim), "revoked")
+        crl = j.get("crl")
+        self.assertIsInstance(crl, dict, j)
+        self.assertEqual(crl.get("full"), "%s/%s.crl" % (BASE_URL, ISSUER), crl)
+        self.assertEqual(crl.get("delta"), "%s/%s-delta.crl" % (BASE_URL, ISSUER), crl)
+        self.assertIsInstance(crl.get("after_number"), int, crl)
+        self.assertGreaterEqual(crl["after_number"], published, crl)
+        self.assertRegex(crl.get("by", ""), ISO)
+        by = from_iso(crl["by"])
+        self.assertGreaterEqual(by, t0 - 2, crl)
+        self.assertLessEqual(by, t0 + DELTA_INTERVAL + 5, crl)
+        # The delta CRL on revd's HTTP port lists it within seconds.
+        deadline = t_mono + CRL_DEADLINE
+        delta = None
+        while time.monotonic() < deadline:
+            st, _, body = get_crl(r.port, "%s-delta.crl" % ISSUER)
+            if st == 200 and vserial in Crl(body).entries:
+                delta = Crl(body)
+                break
+            time.sleep(0.1)
+        self.assertIsNotNone(delta, "the delta CRL does not list %s %.0f s after the 200"
+                             % (victim, CRL_DEADLINE))
+        figure("revoke -> delta CRL listing it: %.2f s (by promised %+d s)"
+               % (time.monotonic() - t_mono, by - int(t0)))
+        self.assertGreater(delta.number, crl["after_number"])
+        self.assertLessEqual(delta.this_update, by + 1, "a CRL carrying it came after 'by'")
+        text = openssl_crl_text(delta.der)
+        listed = [int(s, 16) for s in re.findall(r"Serial Number: ([0-9A-Fa-f]+)", text)]
+        self.assertIn(vserial, listed, text)
+        chunks = {int(c.split()[0], 16): c for c in text.split("Serial Number: ")[1:]}
+        self.assertIn("Key Compromise", chunks[vserial], text)
+
+    def test_not_live_is_202(self):
+        # The API writes into another database than the one this instance serves from:
+        # the write commits, the instance never sees it, the answer says so after
+        # live_timeout.
+        served = self.new_db()
+        written = self.new_db()
+        r = self.start_api(served, api_extra="dsn = %s\nlive_timeout = 1s\n" % written)
+        victim = self.pki.leaf("good", 10)["serial"]
+        t0 = time.monotonic()
+        a = self.client(r).revoke(ISSUER, victim, "keyCompromise")
+        dt = time.monotonic() - t0
+        self.assert_write(a, victim, "revoked", "keyCompromise", status=202)
+        self.assertGreaterEqual(dt, 0.9, "answered before live_timeout")
+        self.assertLess(dt, 5.0)
+        self.assertEqual(self.row(written, victim)[1], 1)
+        self.assert_row_good(served, victim)
+        self.assertEqual(self.ocsp(r, victim), "good")
+
+    def test_database_unreachable_is_503(self):
+        dsn = self.new_db()
+        dead = free_port()
+        r = self.start_api(dsn, api_extra="dsn = host=127.0.0.1 port=%d dbname=x "
+                                          "connect_timeout=2\n" % dead)
+        victim = self.pki.leaf("good", 11)["serial"]
+        t0 = time.monotonic()
+        a = self.client(r).revoke(ISSUER, victim, "keyCompromise")
+        self.assertEqual(a.status, 503, a)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.assert_row_good(dsn, victim)
+        self.assertEqual(self.ocsp(r, victim), "good")
+
+    def test_config_check_bad_api_section(self):
+        dsn = self.new_db()
+        self.ocsp_port = free_port()
+        good = self.conf(dsn, free_port())
+        path = os.path.join(self.tmp, "api.conf")
+        with open(path, "w") as f:
+            f.write(good)
+        rc, out, err = self.revd_cli("config", "check", "--config", path, ok=False)
+        self.assertEqual(rc, 0, "a good [api] section is refused:\n%s%s" % (out, err))
+        missing = "/nonexistent-revd-test/api-server.pem"
+        cases = [
+            ("client_ca missing", re.sub(r"(?m)^client_ca = .*\n", "", good),
+             [r"\bclient_ca\b"]),
+            ("cert unreadable", re.sub(r"(?m)^cert = .*$", "cert = " + missing, good),
+             [r"\bcert\b", re.escape(missing)]),
+            ("allow empty", re.sub(r"(?m)^allow = .*$", "allow =", good), [r"\ballow\b"]),
+        ]
+        for what, text, want in cases:
+            with self.subTest(what):
+                self.assertNotEqual(text, good)
+                with open(path, "w") as f:
+                    f.write(text)
+                rc, out, err = self.revd_cli("config", "check", "--config", path, ok=False)
+                self.assertNotEqual(rc, 0, "config check accepted it:\n%s%s" % (out, err))
+                self.assertNotIn(": OK", out)
+                for w in want:
+                    self.assertRegex(err, w)
+                rc, err = self.run_revd_fail(config=text)
+                self.assertNotEqual(rc, 0)
+                for w in want:
+                    self.assertRegex(err, w)
+
+
+if __name__ == "__main__":
+    main()
