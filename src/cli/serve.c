@@ -332,6 +332,7 @@ int cli_serve(int argc, char **argv)
 		fprintf(stderr, "revd serve: %s\n", err);
 		goto out;
 	}
+	st.server->api = st.api;
 	if (cfg.user != NULL && drop_privileges(cfg.user, err, sizeof(err)) != 0) {
 		fprintf(stderr, "revd serve: %s\n", err);
 		goto out;

@@ -258,6 +258,7 @@ struct pg_store {
 	size_t n_issuers;
 	struct pg_feed *feed;
 	_Atomic uint64_t lookups, lookup_failures, notifications, sweeps, swept_rows, reconnects;
+	_Atomic uint64_t lookup_hist[STORE_PG_LOOKUP_BUCKETS + 1], lookup_ns_total;
 	_Atomic int64_t last_lag_us, max_lag_us;
 	_Atomic bool feed_up, issuers_resolved;
 	PGconn *scan_conn; /* blocking, for scans from background threads */
@@ -272,6 +273,7 @@ struct pg_lookup {
 	store_lookup_cb cb;
 	void *arg;
 	uint64_t deadline; /* uv_now ms */
+	uint64_t started_ns;
 	int32_t issuer_id;
 	uint8_t serial_len;
 	uint8_t serial[STORE_MAX_SERIAL];
@@ -379,6 +381,19 @@ static bool parse_i64(const PGresult *r, int col, int64_t *v)
 	return true;
 }
 
+const double store_pg_lookup_buckets[STORE_PG_LOOKUP_BUCKETS] = {
+	0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1,
+};
+
+static void note_latency(struct pg_store *st, uint64_t ns)
+{
+	unsigned b = 0;
+	while (b < STORE_PG_LOOKUP_BUCKETS && (double)ns / 1e9 > store_pg_lookup_buckets[b])
+		b++;
+	atomic_fetch_add_explicit(&st->lookup_hist[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&st->lookup_ns_total, ns, memory_order_relaxed);
+}
+
 static void deliver(struct pg_store *st, struct pg_lookup *l, PGresult *r)
 {
 	ExecStatusType s = PQresultStatus(r);
@@ -438,6 +453,7 @@ static void lconn_on_input(struct pgc *c)
 			lc->sent_tail = NULL;
 		if (l->kind == PEND_QUERY) {
 			atomic_fetch_add(&lc->st->lookups, 1);
+			note_latency(lc->st, uv_hrtime() - l->started_ns);
 			deliver(lc->st, l, r);
 		} else if (l->kind == PEND_PREPARE && s != PGRES_COMMAND_OK) {
 			char why[300];
@@ -570,6 +586,7 @@ static void pg_lookup(struct store *base, const struct store_query *q, store_loo
 	l->serial_len = (uint8_t)q->serial_len;
 	memcpy(l->serial, q->serial, q->serial_len);
 	l->deadline = uv_now(q->loop) + st->lookup_timeout_ms;
+	l->started_ns = uv_hrtime();
 	if (lc->c.state == PGC_UP) {
 		if (!send_query(lc, l)) {
 			l->next = lc->wait_head;
@@ -984,6 +1001,9 @@ void store_pg_get_stats(struct store *base, struct store_pg_stats *out)
 	struct pg_store *st = (struct pg_store *)base;
 	out->lookups = atomic_load(&st->lookups);
 	out->lookup_failures = atomic_load(&st->lookup_failures);
+	for (unsigned b = 0; b <= STORE_PG_LOOKUP_BUCKETS; b++)
+		out->lookup_hist[b] = atomic_load(&st->lookup_hist[b]);
+	out->lookup_ns_total = atomic_load(&st->lookup_ns_total);
 	out->notifications = atomic_load(&st->notifications);
 	out->sweeps = atomic_load(&st->sweeps);
 	out->swept_rows = atomic_load(&st->swept_rows);

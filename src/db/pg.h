@@ -27,8 +27,16 @@ void store_pg_unwatch(struct store *s);
 /* Opens loop's lookup connection now rather than at its first lookup. On loop's thread. */
 void store_pg_warm(struct store *s, uv_loop_t *loop);
 
+/* Upper bounds (seconds) of the lookup latency histogram's buckets. */
+#define STORE_PG_LOOKUP_BUCKETS 10
+extern const double store_pg_lookup_buckets[STORE_PG_LOOKUP_BUCKETS];
+
 struct store_pg_stats {
 	uint64_t lookups;
+	/* lookups answered, by bucket of store_pg_lookup_buckets (the last: above them
+	 * all), and the sum of their times: sent to answered, waiting included */
+	uint64_t lookup_hist[STORE_PG_LOOKUP_BUCKETS + 1];
+	uint64_t lookup_ns_total;
 	uint64_t lookup_failures;
 	uint64_t notifications;
 	uint64_t sweeps;

@@ -37,6 +37,14 @@
 #define API_TICK_MS 50
 #define API_LINGER_MS 2000 /* after a last answer, what the client still sends is read */
 
+static const int status_slots[] = {200, 202, 400, 403, 404, 405, 409, 413, 414, 431, 500, 503};
+#define STATUS_SLOTS (sizeof(status_slots) / sizeof(status_slots[0]) + 1) /* + other */
+const double api_live_buckets[API_LIVE_BUCKETS] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5};
+#define LIVE_BUCKETS API_LIVE_BUCKETS
+#define live_buckets api_live_buckets
+_Static_assert(sizeof(status_slots) / sizeof(status_slots[0]) + 1 == API_STATUS_SLOTS,
+               "api_stats slots");
+
 struct api_conn;
 
 /* One call, from its parsed request to its answer. */
@@ -105,6 +113,11 @@ struct api {
 	/* the writer's connection, used by one pool thread at a time */
 	pthread_mutex_t db_lock;
 	struct revoke_db *db;
+	/* counters: written on the loop, read by /metrics on any thread */
+	_Atomic uint64_t by_status[STATUS_SLOTS];
+	_Atomic uint64_t handshake_failures;
+	_Atomic uint64_t live_hist[LIVE_BUCKETS + 1];
+	_Atomic uint64_t live_ns_total;
 	/* calls waiting for their change to be served, and changes heard lately */
 	struct api_job *waiting;
 	uv_timer_t tick;
@@ -317,8 +330,17 @@ static void flush(struct api_conn *c)
 
 static void arm(struct api_conn *c, unsigned ms);
 
+static void count_status(struct api *a, int status)
+{
+	size_t i = 0;
+	while (i < STATUS_SLOTS - 1 && status_slots[i] != status)
+		i++;
+	atomic_fetch_add_explicit(&a->by_status[i], 1, memory_order_relaxed);
+}
+
 static void respond(struct api_conn *c, int status, const char *extra_headers, json_t *body)
 {
+	count_status(c->api, status);
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	size_t len = text ? strlen(text) : 0;
@@ -478,7 +500,13 @@ static void unwait(struct api *a, struct api_job *j)
 static void set_live(struct api_job *j, uint64_t heard_ns)
 {
 	j->live = true;
-	j->live_ms = heard_ns > j->committed_ns ? (double)(heard_ns - j->committed_ns) / 1e6 : 0;
+	uint64_t ns = heard_ns > j->committed_ns ? heard_ns - j->committed_ns : 0;
+	j->live_ms = (double)ns / 1e6;
+	unsigned b = 0;
+	while (b < LIVE_BUCKETS && (double)ns / 1e9 > live_buckets[b])
+		b++;
+	atomic_fetch_add_explicit(&j->api->live_hist[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&j->api->live_ns_total, ns, memory_order_relaxed);
 }
 
 static void now_live(struct api *a, struct api_job *j)
@@ -965,6 +993,7 @@ static void pump(struct api_conn *c)
 				log_warn("api: %s: %s%s%s", c->peer, why, v != X509_V_OK ? ": " : "",
 				         v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
 				c->close_after = true; /* the alert goes out, then the connection closes */
+				atomic_fetch_add_explicit(&c->api->handshake_failures, 1, memory_order_relaxed);
 			}
 			flush(c);
 			if (c->close_after && c->writes_pending == 0)
@@ -1085,6 +1114,19 @@ int api_start(struct api *a, uv_loop_t *loop, char *err, size_t errlen)
 	log_info("api: listening on %s (HTTPS, client certificates from %s)", a->bound[0],
 	         a->cfg->api_client_ca);
 	return 0;
+}
+
+void api_get_stats(struct api *a, struct api_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	for (size_t i = 0; i < STATUS_SLOTS && i < API_STATUS_SLOTS; i++) {
+		st->status[i] = i < STATUS_SLOTS - 1 ? status_slots[i] : 0;
+		st->by_status[i] = atomic_load(&a->by_status[i]);
+	}
+	st->handshake_failures = atomic_load(&a->handshake_failures);
+	for (size_t i = 0; i <= LIVE_BUCKETS; i++)
+		st->live_hist[i] = atomic_load(&a->live_hist[i]);
+	st->live_ns_total = atomic_load(&a->live_ns_total);
 }
 
 void api_stop(struct api *a)

@@ -65,6 +65,19 @@ int api_start(struct api *a, uv_loop_t *loop, char *err, size_t errlen);
 /* Closes the listeners and connections; calls in flight finish unanswered. On loop. */
 void api_stop(struct api *a);
 void api_free(struct api *a);
+/* The API's counters. Any thread. */
+#define API_STATUS_SLOTS 13
+#define API_LIVE_BUCKETS 8
+extern const double api_live_buckets[API_LIVE_BUCKETS]; /* seconds */
+struct api_stats {
+	int status[API_STATUS_SLOTS]; /* the HTTP status of each slot; 0: any other */
+	uint64_t by_status[API_STATUS_SLOTS];
+	uint64_t handshake_failures; /* no client certificate, not from client_ca, revoked */
+	/* writes, from commit until this instance served the new status */
+	uint64_t live_hist[API_LIVE_BUCKETS + 1];
+	uint64_t live_ns_total;
+};
+void api_get_stats(struct api *a, struct api_stats *st);
 /* "127.0.0.1:8443" as bound, for logs. */
 const char *api_bound(const struct api *a);
 

@@ -502,6 +502,21 @@ static bool etag_matches(const struct http_request *req, const struct cache_entr
 	return eol && http_etag_matches(req->if_none_match, e->hdr + 6, (size_t)(eol - e->hdr - 6));
 }
 
+const double http_age_buckets[HTTP_AGE_BUCKETS] = {
+	10, 60, 300, 1800, 3600, 6 * 3600, 86400, 3 * 86400, 7 * 86400,
+};
+
+/* Only w's loop writes these; /metrics reads them from another thread. */
+static void count_age(struct http_worker *w, int64_t age)
+{
+	unsigned b = 0;
+	while (b < HTTP_AGE_BUCKETS && (double)age > http_age_buckets[b])
+		b++;
+	__atomic_store_n(&w->age_hist[b], w->age_hist[b] + 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&w->age_total, w->age_total + (uint64_t)(age > 0 ? age : 0),
+	                 __ATOMIC_RELAXED);
+}
+
 void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t now)
 {
 	struct conn *c = req_conn(req);
@@ -526,6 +541,7 @@ void http_respond_entry(struct http_request *req, struct cache_entry *e, int64_t
 	if (!not_modified && !req->head)
 		bufs[nb++] = uv_buf_init((char *)e->der, (unsigned)e->der_len);
 	count_status(w, not_modified ? 304 : 200);
+	count_age(w, now - e->produced_at);
 	send_bufs(c, bufs, nb, cache_entry_ref(e), NULL);
 	finish_request(c, false);
 }

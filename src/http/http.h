@@ -27,6 +27,9 @@ struct conn;
 #define HTTP_STATUS_SLOTS 13
 #define HTTP_OCSP_SLOTS 8
 extern const int http_status_slots[HTTP_STATUS_SLOTS - 1];
+/* Upper bounds (seconds) of the buckets of the age of cached answers served. */
+#define HTTP_AGE_BUCKETS 9
+extern const double http_age_buckets[HTTP_AGE_BUCKETS];
 
 /* Counts an OCSP answer sent on w (its OCSPResponseStatus). */
 void http_count_ocsp(struct http_worker *w, int ocsp_status);
@@ -63,6 +66,8 @@ struct http_worker {
 	uint64_t by_method[HTTP_METHOD_SLOTS];  /* written with relaxed atomics */
 	uint64_t by_status[HTTP_STATUS_SLOTS];
 	uint64_t ocsp_by_status[HTTP_OCSP_SLOTS]; /* OCSPResponseStatus of answers sent */
+	uint64_t age_hist[HTTP_AGE_BUCKETS + 1]; /* cached answers served: now - producedAt */
+	uint64_t age_total;                      /* their sum, seconds */
 };
 
 struct http_server {
@@ -73,6 +78,7 @@ struct http_server {
 	int fds[CONFIG_MAX_LISTEN];
 	size_t n_fds;
 	char bound[CONFIG_MAX_LISTEN][64]; /* "127.0.0.1:8080" as actually bound */
+	struct api *api; /* the revocation API, for /metrics; NULL without [api] */
 };
 
 /* Creates and binds the listening sockets (so address errors surface before anything

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "crl/publisher.h"
 #include "db/pg.h"
+#include "http/api.h"
 #include "http/presign.h"
 #include "http/responder.h"
 
@@ -23,6 +24,22 @@ static void put(struct buf *b, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		buf_append(b, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
+}
+
+/* A histogram in seconds: counts per bucket (n bounds, then one above them all). */
+static void histogram(struct buf *b, const char *name, const char *help, const double *bounds,
+                      size_t n, const uint64_t *counts, double sum)
+{
+	put(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	uint64_t cum = 0;
+	for (size_t i = 0; i <= n; i++) {
+		cum += counts[i];
+		if (i < n)
+			put(b, "%s_bucket{le=\"%g\"} %llu\n", name, bounds[i], (unsigned long long)cum);
+		else
+			put(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	}
+	put(b, "%s_sum %.9f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
 /* One metric with its HELP and TYPE lines. */
@@ -63,20 +80,12 @@ void http_metrics(struct http_server *s, struct buf *out)
 	       "requests answered tryLater because sign_budget was reached",
 	       (double)atomic_load(&r->over_budget));
 
-	/* Responses built and signed: a histogram in seconds. */
-	put(out, "# HELP revd_signing_seconds time to build and sign one OCSP response\n"
-	         "# TYPE revd_signing_seconds histogram\n");
-	uint64_t cum = 0;
-	for (size_t i = 0; i <= RESPONDER_SIGN_BUCKETS; i++) {
-		cum += atomic_load_explicit(&r->sign_hist[i], memory_order_relaxed);
-		if (i < RESPONDER_SIGN_BUCKETS)
-			put(out, "revd_signing_seconds_bucket{le=\"%g\"} %llu\n", responder_sign_buckets[i],
-			    (unsigned long long)cum);
-		else
-			put(out, "revd_signing_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-	}
-	put(out, "revd_signing_seconds_sum %.9f\nrevd_signing_seconds_count %llu\n",
-	    (double)atomic_load(&r->sign_ns_total) / 1e9, (unsigned long long)cum);
+	uint64_t sign[RESPONDER_SIGN_BUCKETS + 1];
+	for (size_t i = 0; i <= RESPONDER_SIGN_BUCKETS; i++)
+		sign[i] = atomic_load_explicit(&r->sign_hist[i], memory_order_relaxed);
+	histogram(out, "revd_signing_seconds", "time to build and sign one OCSP response",
+	          responder_sign_buckets, RESPONDER_SIGN_BUCKETS, sign,
+	          (double)atomic_load(&r->sign_ns_total) / 1e9);
 
 	/* Requests by method, responses by HTTP status, OCSP answers by responseStatus. */
 	static const char *const methods[HTTP_METHOD_SLOTS] = {"GET", "HEAD", "POST", "other"};
@@ -84,6 +93,7 @@ void http_metrics(struct http_server *s, struct buf *out)
 		"successful", "malformedRequest", "internalError", "tryLater",
 		"unused4", "sigRequired", "unauthorized", "other"};
 	uint64_t m[HTTP_METHOD_SLOTS] = {0}, st[HTTP_STATUS_SLOTS] = {0}, oc[HTTP_OCSP_SLOTS] = {0};
+	uint64_t age[HTTP_AGE_BUCKETS + 1] = {0}, age_total = 0;
 	for (unsigned w = 0; w < s->n_workers; w++) {
 		const struct http_worker *wk = &s->workers[w];
 		for (size_t i = 0; i < HTTP_METHOD_SLOTS; i++)
@@ -92,7 +102,13 @@ void http_metrics(struct http_server *s, struct buf *out)
 			st[i] += __atomic_load_n(&wk->by_status[i], __ATOMIC_RELAXED);
 		for (size_t i = 0; i < HTTP_OCSP_SLOTS; i++)
 			oc[i] += __atomic_load_n(&wk->ocsp_by_status[i], __ATOMIC_RELAXED);
+		for (size_t i = 0; i <= HTTP_AGE_BUCKETS; i++)
+			age[i] += __atomic_load_n(&wk->age_hist[i], __ATOMIC_RELAXED);
+		age_total += __atomic_load_n(&wk->age_total, __ATOMIC_RELAXED);
 	}
+	histogram(out, "revd_ocsp_answer_age_seconds",
+	          "age (now - producedAt) of the cached OCSP answers served", http_age_buckets,
+	          HTTP_AGE_BUCKETS, age, (double)age_total);
 	put(out, "# HELP revd_http_requests_by_method_total requests by method\n"
 	         "# TYPE revd_http_requests_by_method_total counter\n");
 	for (size_t i = 0; i < HTTP_METHOD_SLOTS; i++)
@@ -158,6 +174,10 @@ void http_metrics(struct http_server *s, struct buf *out)
 		       (double)pg.notifications);
 		metric(out, "revd_pg_reconnects_total", "counter", "connections made again",
 		       (double)pg.reconnects);
+		histogram(out, "revd_pg_lookup_seconds",
+		          "status lookups in PostgreSQL, from sent (or queued) to answered",
+		          store_pg_lookup_buckets, STORE_PG_LOOKUP_BUCKETS, pg.lookup_hist,
+		          (double)pg.lookup_ns_total / 1e9);
 		metric(out, "revd_pg_feed_up", "gauge", "1 while the change feed is connected",
 		       pg.feed_up);
 		metric(out, "revd_commit_to_invalidation_seconds", "gauge",
@@ -167,4 +187,25 @@ void http_metrics(struct http_server *s, struct buf *out)
 		       "the longest such time since start", (double)pg.max_notify_lag_us / 1e6);
 	}
 	crl_publisher_metrics(r->crl, clock_now(), out);
+	if (s->api != NULL) {
+		struct api_stats as;
+		api_get_stats(s->api, &as);
+		put(out, "# HELP revd_api_responses_total revocation API answers by HTTP status\n"
+		         "# TYPE revd_api_responses_total counter\n");
+		for (size_t i = 0; i < API_STATUS_SLOTS; i++) {
+			char code[8];
+			if (as.status[i] != 0)
+				snprintf(code, sizeof(code), "%d", as.status[i]);
+			else
+				snprintf(code, sizeof(code), "other");
+			put(out, "revd_api_responses_total{status=\"%s\"} %llu\n", code,
+			    (unsigned long long)as.by_status[i]);
+		}
+		metric(out, "revd_api_handshake_failures_total", "counter",
+		       "TLS handshakes refused (no client certificate, not from client_ca, revoked)",
+		       (double)as.handshake_failures);
+		histogram(out, "revd_api_live_seconds",
+		          "from a revocation API write's commit until this instance served it",
+		          api_live_buckets, API_LIVE_BUCKETS, as.live_hist, (double)as.live_ns_total / 1e9);
+	}
 }
