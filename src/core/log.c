@@ -54,8 +54,14 @@ int log_level_parse(const char *s)
 	return -1;
 }
 
+/* The certificate a line is about: JSON lines carry it as fields of their own. */
+struct log_cert {
+	const char *issuer, *serial;
+};
+
 __attribute__((format(printf, 2, 0)))
-static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const char *suffix)
+static void log_vwrite_cert(enum log_level level, const char *fmt, va_list ap,
+                            const char *suffix, const struct log_cert *cert)
 {
 	char line[2048];
 	struct timeval tv;
@@ -84,9 +90,25 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const 
 		/* The same line as an object: the stamp and level, then the message. */
 		char obj[2048 * 6 + 96];
 		size_t msg_at = (size_t)n;
-		int h = snprintf(obj, sizeof(obj), "{\"ts\":\"%.24s\",\"level\":\"%s\",\"msg\":\"", line,
+		int h = snprintf(obj, sizeof(obj), "{\"ts\":\"%.24s\",\"level\":\"%s\",", line,
 		                 level_names[level]);
 		size_t o = (size_t)h;
+		if (cert != NULL) {
+			static const char *const keys[] = {"\"issuer\":\"", "\"serial\":\""};
+			const char *vals[] = {cert->issuer, cert->serial};
+			for (int i = 0; i < 2; i++) {
+				if (vals[i] == NULL)
+					continue;
+				size_t k = strlen(keys[i]);
+				memcpy(obj + o, keys[i], k);
+				o += k;
+				o += json_escape(obj + o, 256, vals[i], strnlen(vals[i], 40));
+				memcpy(obj + o, "\",", 2);
+				o += 2;
+			}
+		}
+		memcpy(obj + o, "\"msg\":\"", 7);
+		o += 7;
 		o += json_escape(obj + o, sizeof(obj) - o - 3, line + msg_at, len - msg_at);
 		memcpy(obj + o, "\"}\n", 3);
 		fwrite(obj, 1, o + 3, stderr);
@@ -95,6 +117,23 @@ static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const 
 	line[len++] = '\n';
 	/* One write per line so lines from several threads never interleave. */
 	fwrite(line, 1, len, stderr);
+}
+
+__attribute__((format(printf, 2, 0)))
+static void log_vwrite(enum log_level level, const char *fmt, va_list ap, const char *suffix)
+{
+	log_vwrite_cert(level, fmt, ap, suffix, NULL);
+}
+
+void log_cert(enum log_level level, const char *issuer, const char *serial, const char *fmt, ...)
+{
+	if ((int)level > atomic_load_explicit(&current_level, memory_order_relaxed))
+		return;
+	struct log_cert c = {issuer, serial};
+	va_list ap;
+	va_start(ap, fmt);
+	log_vwrite_cert(level, fmt, ap, NULL, &c);
+	va_end(ap);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -16,6 +16,11 @@ int log_level_parse(const char *s);
 void log_msg(enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* A line about one certificate: as JSON, issuer and serial (hex; either may be NULL)
+ * are fields of their own (up to 40 characters each), besides the message. */
+void log_cert(enum log_level level, const char *issuer, const char *serial, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* Appends OpenSSL's error queue (and clears it) to a log line about what failed. */
 void log_openssl(enum log_level level, const char *what);
 

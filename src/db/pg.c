@@ -891,9 +891,16 @@ static void feed_notify(struct pg_feed *f, const PGnotify *n)
 		atomic_store(&f->st->max_lag_us, lag);
 	/* Changes are rare next to lookups: each is worth a line, with how long it took to
 	 * reach revd (from the trigger inside the CA's transaction to here). */
-	log_info("postgres change feed: issuer %lld serial %s changed (seq %lld); cached answers "
-	         "dropped %.1f ms after the CA's write",
-	         issuer, hex, seq, (double)lag / 1000.0);
+	char name[128];
+	snprintf(name, sizeof(name), "%lld", issuer);
+	pthread_mutex_lock(&f->st->lock);
+	for (size_t i = 0; i < f->st->n_issuers; i++)
+		if (atomic_load(&f->st->issuers[i]->id) == (int32_t)issuer)
+			snprintf(name, sizeof(name), "%s", f->st->issuers[i]->name);
+	pthread_mutex_unlock(&f->st->lock);
+	log_cert(LOG_INFO, name, hex, "postgres change feed: issuer %s serial %s changed (seq %lld); "
+	         "cached answers dropped %.1f ms after the CA's write",
+	         name, hex, seq, (double)lag / 1000.0);
 }
 
 static void feed_on_input(struct pgc *c)

@@ -447,10 +447,12 @@ static void answer_write(struct api_job *j)
 	char serial[REVOKE_SERIAL_HEX_LEN];
 	revoke_serial_hex(&j->call.ch.serial, serial);
 	if (j->live)
-		log_info("api: %s %s serial %s for %s: served after %.1f ms", result_name(j->res),
+		log_cert(LOG_INFO, j->call.issuer, serial,
+		         "api: %s %s serial %s for %s: served after %.1f ms", result_name(j->res),
 		         j->call.issuer, serial, j->client, j->live_ms);
 	else
-		log_warn("api: %s %s serial %s for %s: committed, not yet served after [api] "
+		log_cert(LOG_WARN, j->call.issuer, serial,
+		         "api: %s %s serial %s for %s: committed, not yet served after [api] "
 		         "live_timeout", result_name(j->res), j->call.issuer, serial, j->client);
 	if (c == NULL) {
 		free(j);
@@ -662,7 +664,7 @@ static void job_done(uv_work_t *w, int status)
 	default:
 		st = j->db_lost ? 503 : 500;
 		snprintf(msg, sizeof(msg), "%s", j->err);
-		log_warn("api: %s serial %s: %s", is, sx, j->err);
+		log_cert(LOG_WARN, is, sx, "api: %s serial %s: %s", is, sx, j->err);
 		break;
 	}
 	j->conn = NULL;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/hex.h"
 #include "http/api.h"
 
 /* The issuer and serial every call names. */
@@ -127,14 +128,6 @@ out:
 	return rc;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	c = tolower(c);
-	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 /* Percent-decodes [s, s + len) ('+' is a space) into out; false if malformed or long. */
 static bool unescape(const char *s, size_t len, char *out, size_t cap, size_t *n)
 {
@@ -144,7 +137,7 @@ static bool unescape(const char *s, size_t len, char *out, size_t cap, size_t *n
 		if (c == '%') {
 			if (i + 2 >= len)
 				return false;
-			int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+			int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return false;
 			c = hi * 16 + lo;

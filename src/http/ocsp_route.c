@@ -263,7 +263,11 @@ static void sign_done(uv_work_t *w, int status)
 	struct ocsp_job *j = w->data;
 	atomic_fetch_sub(&j->r->signing, 1);
 	if (j->entry == NULL && j->body == NULL) {
-		log_error("signing an OCSP response for issuer %s failed", j->iss[0]->name);
+		char hex[2 * STORE_MAX_SERIAL + 1] = "";
+		for (size_t i = 0; i < j->ids[0].serial_len && i < STORE_MAX_SERIAL; i++)
+			snprintf(hex + 2 * i, 3, "%02X", j->ids[0].serial[i]);
+		log_cert(LOG_ERROR, j->iss[0]->name, hex,
+		         "signing an OCSP response for issuer %s serial %s failed", j->iss[0]->name, hex);
 		j->error = OCSP_RESP_INTERNAL_ERROR;
 	} else {
 		atomic_fetch_add(&j->r->signed_total, 1);

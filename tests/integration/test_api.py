@@ -23,13 +23,15 @@ import shutil
 import socket
 import ssl
 import tempfile
+import threading
 import time
 
-from api_harness import (ALLOWED_CN, ApiClient, api_section, http_bytes, make_api_pki,
+from api_harness import (ALLOWED_CN, ApiAnswer, ApiClient, api_section, http_bytes, make_api_pki,
                          raw_tls_exchange, tls_context, tls_refused, wait_port)
 from crl_harness import Crl, get_crl, openssl_crl_text, run_revd_cli
 from pg_harness import PgTestCase, free_port
-from revd_harness import (REVD_BIN, OcspResp, RevdTestCase, asn1_time, main, main_pki,
+from revd_harness import (REVD_BIN, OcspResp, RevdTestCase, asn1_time, der_children,
+                          der_read, main, main_pki,
                           ocsp_post, ocsp_request, openssl_time, parse_ocsp_status_output,
                           read_index, run)
 
@@ -165,6 +167,28 @@ class ApiTest(PgTestCase, RevdTestCase):
         self.assertEqual(len(resp.singles), 1)
         return resp.singles[0]["status"]
 
+    def ocsp_reason(self, r, serial):
+        """The CRLReason code in revd's OCSP answer for a revoked serial (None: none)."""
+        st, _, body = ocsp_post(r.port, ocsp_request(self.pki.issuing, serial), timeout=10)
+        self.assertEqual(st, 200)
+        resp = OcspResp(body)
+        self.assertEqual(resp.status, 0)
+        # OCSPResponse > responseBytes > BasicOCSPResponse > tbsResponseData > responses
+        kids = der_children(der_read(body)[1])
+        rb = der_children(der_children(kids[1][1])[0][1])
+        basic = der_children(der_read(rb[1][1])[1])
+        tbs = der_children(basic[0][1])
+        i = 1 if tbs[0][0] == 0xA0 else 0
+        single = der_children(der_children(tbs[i + 2][1])[0][1])
+        self.assertEqual(single[1][0], 0xA1, "not revoked")
+        info = der_children(single[1][1])
+        for tag, content, _ in info[1:]:
+            if tag == 0xA0:
+                t, c, _ = der_read(content)
+                self.assertEqual(t, 0x0A)
+                return int.from_bytes(c, "big")
+        return None
+
     def ossl(self, r, serial, extra=()):
         """`openssl ocsp` against revd's HTTP port, verified: (status dict, output)."""
         args = ["openssl", "ocsp", "-url", r.url(), "-timeout", "10", "-no_nonce",
@@ -295,7 +319,8 @@ class ApiTest(PgTestCase, RevdTestCase):
         j = self.assert_write(c.revoke(ISSUER, "b7", "cessationOfOperation"), "B7", "revoked",
                               "cessationOfOperation")
         self.assert_served_revoked(r, "B7", "cessationOfOperation", from_iso(j["revoked_at"]))
-        lower = self.pki.leaf("good", 4)["serial"]
+        lower = self.pki.leaf("good", 5)["serial"]
+        self.assertNotEqual(lower, "B7")
         j = self.assert_write(c.revoke(ISSUER, lower.lower(), "affiliationChanged"), lower,
                               "revoked", "affiliationChanged")
         self.assert_served_revoked(r, lower, "affiliationChanged", from_iso(j["revoked_at"]))
@@ -310,9 +335,9 @@ class ApiTest(PgTestCase, RevdTestCase):
         for serial, reason in zip(goods, REASONS):
             with self.subTest(reason=reason):
                 j = self.assert_write(c.revoke(ISSUER, serial, reason), serial, "revoked", reason)
-                self.assertEqual(self.ocsp(r, serial), "revoked")
+                self.assertEqual(self.ocsp_reason(r, serial), REASON_CODES[reason])
                 self.assertEqual(self.row(dsn, serial)[1], REASON_CODES[reason])
-                if reason != "aACompromise":  # a name this openssl does not print
+                if REASON_CODES[reason] <= 6:  # names openssl ocsp prints
                     g, out = self.ossl(r, serial)
                     self.assertEqual((g["status"], g["reason"]), ("revoked", reason), out)
                     self.assertEqual(openssl_time(g["revocation_time"]),
@@ -591,6 +616,75 @@ class ApiTest(PgTestCase, RevdTestCase):
         # Still serving.
         self.assertEqual(self.assert_json(c.status(ISSUER, over), 200).get("status"), "good")
 
+    def test_concurrent_writes(self):
+        # Eight clients revoke one serial at once with different reasons: one wins, the
+        # others are told it is already revoked; and eight serials at once are all live.
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        victim = self.pki.leaf("good", 1)["serial"]
+        reasons = ["keyCompromise", "superseded", "affiliationChanged", "cessationOfOperation",
+                   "cACompromise", "unspecified", "privilegeWithdrawn", "superseded"]
+        results = [None] * len(reasons)
+
+        def one(i, serial, reason):
+            try:
+                results[i] = self.client(r).revoke(ISSUER, serial, reason)
+            except Exception as e:  # noqa: BLE001 - reported below
+                results[i] = e
+
+        threads = [threading.Thread(target=one, args=(i, victim, x))
+                   for i, x in enumerate(reasons)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        codes = sorted(a.status if isinstance(a, ApiAnswer) else repr(a) for a in results)
+        self.assertEqual(codes, [200] + [409] * (len(reasons) - 1), results)
+        won = [a for a in results if a.status == 200][0].json
+        self.assertEqual(self.row(dsn, victim)[1], REASON_CODES[won["reason"]])
+        g, out = self.ossl(r, victim)
+        self.assertEqual((g["status"], g["reason"]), ("revoked", won["reason"]), out)
+        serials = [self.pki.leaf("good", k)["serial"] for k in range(2, 10)]
+        results = [None] * len(serials)
+        threads = [threading.Thread(target=one, args=(i, x, "superseded"))
+                   for i, x in enumerate(serials)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for serial, a in zip(serials, results):
+            self.assertIsInstance(a, ApiAnswer, a)
+            self.assert_write(a, serial, "revoked", "superseded")
+        self.assertEqual([self.ocsp(r, x) for x in serials], ["revoked"] * len(serials))
+
+    def test_stalled_clients_do_not_block(self):
+        # Connections that stall (no TLS handshake at all; a handshake and half a
+        # request) hold up neither other API clients nor the OCSP port.
+        dsn = self.new_db()
+        r = self.start_api(dsn)
+        stalled = []
+        try:
+            for _ in range(4):
+                stalled.append(socket.create_connection(("127.0.0.1", r.api_port), timeout=5))
+            s = socket.create_connection(("127.0.0.1", r.api_port), timeout=5)
+            stalled.append(s)
+            s.sendall(b"\x16\x03\x01\x00\xc8\x01")  # the first bytes of a ClientHello
+            half = tls_context(self.tls, "listed").wrap_socket(
+                socket.create_connection(("127.0.0.1", r.api_port), timeout=5),
+                server_hostname="127.0.0.1")
+            stalled.append(half)
+            half.sendall(b"POST /v1/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                         b"Content-Length: 100\r\n\r\n{")
+            victim = self.pki.leaf("good", 3)["serial"]
+            t0 = time.monotonic()
+            self.assert_write(self.client(r).revoke(ISSUER, victim, "keyCompromise"), victim,
+                              "revoked", "keyCompromise")
+            self.assertLess(time.monotonic() - t0, 2.0)
+            self.assertEqual(self.ocsp(r, victim), "revoked")
+        finally:
+            for x in stalled:
+                x.close()
+
     def test_plain_http_on_the_api_port(self):
         dsn = self.new_db()
         r = self.start_api(dsn)
@@ -713,6 +807,12 @@ class ApiTest(PgTestCase, RevdTestCase):
             ("cert unreadable", re.sub(r"(?m)^cert = .*$", "cert = " + missing, good),
              [r"\bcert\b", re.escape(missing)]),
             ("allow empty", re.sub(r"(?m)^allow = .*$", "allow =", good), [r"\ballow\b"]),
+            ("key of another certificate", re.sub(r"(?m)^key = .*$", "key = "
+                                                  + self.tls["listed_key"], good),
+             [r"\bkey\b"]),
+            ("client_crl unreadable", re.sub(r"(?m)^client_crl = .*$", "client_crl = "
+                                             + missing + ".crl", good),
+             [r"\bclient_crl\b", re.escape(missing + ".crl")]),
         ]
         for what, text, want in cases:
             with self.subTest(what):

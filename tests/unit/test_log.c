@@ -12,15 +12,19 @@
 
 #include "core/log.h"
 
-/* What one log_msg call writes to stderr. */
-static char *captured(enum log_level level, const char *msg)
+/* What one log_msg (or, with an issuer, log_cert) call writes to stderr. */
+static char *captured_cert(enum log_level level, const char *issuer, const char *serial,
+                           const char *msg)
 {
 	fflush(stderr);
 	int saved = dup(2);
 	FILE *tmp = tmpfile();
 	assert_non_null(tmp);
 	assert_int_equal(dup2(fileno(tmp), 2), 2);
-	log_msg(level, "%s", msg);
+	if (issuer != NULL || serial != NULL)
+		log_cert(level, issuer, serial, "%s", msg);
+	else
+		log_msg(level, "%s", msg);
 	fflush(stderr);
 	assert_int_equal(dup2(saved, 2), 2);
 	close(saved);
@@ -31,6 +35,11 @@ static char *captured(enum log_level level, const char *msg)
 	assert_int_equal(fread(out, 1, (size_t)n, tmp), (size_t)n);
 	fclose(tmp);
 	return out;
+}
+
+static char *captured(enum log_level level, const char *msg)
+{
+	return captured_cert(level, NULL, NULL, msg);
 }
 
 static void test_text_line(void **state)
@@ -61,6 +70,25 @@ static void test_json_line_escapes(void **state)
 	log_set_json(false);
 }
 
+static void test_cert_fields(void **state)
+{
+	(void)state;
+	log_set_json(true);
+	char *out = captured_cert(LOG_INFO, "main \"CA\"", "0x1001", "revoked");
+	assert_string_equal(out + 7 + 24, "\",\"level\":\"info\",\"issuer\":\"main \\\"CA\\\"\","
+	                                  "\"serial\":\"0x1001\",\"msg\":\"revoked\"}\n");
+	free(out);
+	out = captured_cert(LOG_INFO, NULL, "0A", "no issuer");
+	assert_string_equal(out + 7 + 24, "\",\"level\":\"info\",\"serial\":\"0A\",\"msg\":\"no "
+	                                  "issuer\"}\n");
+	free(out);
+	/* As text, the message alone: it names them itself. */
+	log_set_json(false);
+	out = captured_cert(LOG_INFO, "main", "0x1001", "issuer main serial 0x1001 revoked");
+	assert_string_equal(out + 24, " info issuer main serial 0x1001 revoked\n");
+	free(out);
+}
+
 static void test_level_filter(void **state)
 {
 	(void)state;
@@ -83,6 +111,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_text_line),
 		cmocka_unit_test(test_json_line_escapes),
+		cmocka_unit_test(test_cert_fields),
 		cmocka_unit_test(test_level_filter),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
