@@ -160,15 +160,23 @@ static void on_hup(uv_signal_t *h, int signum)
 	bool help;
 	config_init(&nc);
 	sd_notify(0, "RELOADING=1");
+	struct api_tls *tls = NULL;
 	if (read_config(st->argc, st->argv, &nc, &help, err, sizeof(err)) != CLI_OK || help) {
 		log_error("SIGHUP: the configuration is refused, the running one kept: %s", err);
+	} else if (st->api != NULL && nc.n_api_listen > 0 &&
+	           (tls = api_tls_load(&nc, err, sizeof(err))) == NULL) {
+		log_error("SIGHUP: the revocation API's credentials are refused, nothing reloaded: %s",
+		          err);
 	} else if (responder_reload_signers(st->responder, &nc, err, sizeof(err)) != 0) {
+		api_tls_free(tls);
 		log_error("SIGHUP: the new signers are refused, the running ones kept: %s", err);
 	} else {
+		if (tls != NULL)
+			api_tls_use(st->api, tls);
 		log_set_level((enum log_level)nc.log_level);
 		log_set_json(nc.log_json);
-		log_info("SIGHUP: signers and logging reloaded; other changes take effect at the "
-		         "next restart");
+		log_info("SIGHUP: signers, %slogging reloaded; other changes take effect at the next "
+		         "restart", tls != NULL ? "the revocation API's credentials and " : "");
 	}
 	config_free(&nc);
 	sd_notify(0, "READY=1");

@@ -97,10 +97,17 @@ struct api_conn {
 	struct api_job *job;
 };
 
+/* What a reload may replace: the TLS credentials and who may call. */
+struct api_tls {
+	SSL_CTX *ctx;
+	char *allow[CONFIG_MAX_ALLOW];
+	size_t n_allow;
+};
+
 struct api {
 	const struct config *cfg;
 	struct responder *r;
-	SSL_CTX *ctx;
+	struct api_tls *tls; /* the current one: new connections take it */
 	uv_loop_t *loop;
 	int fds[CONFIG_MAX_LISTEN];
 	size_t n_fds;
@@ -219,6 +226,46 @@ fail:
 	return NULL;
 }
 
+void api_tls_free(struct api_tls *t)
+{
+	if (t == NULL)
+		return;
+	SSL_CTX_free(t->ctx);
+	for (size_t i = 0; i < t->n_allow; i++)
+		free(t->allow[i]);
+	free(t);
+}
+
+struct api_tls *api_tls_load(const struct config *cfg, char *err, size_t errlen)
+{
+	struct api_tls *t = calloc(1, sizeof(*t));
+	if (t == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	t->ctx = make_ctx(cfg, err, errlen);
+	if (t->ctx == NULL)
+		goto fail;
+	for (; t->n_allow < cfg->n_api_allow; t->n_allow++)
+		if ((t->allow[t->n_allow] = strdup(cfg->api_allow[t->n_allow])) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+	return t;
+fail:
+	api_tls_free(t);
+	return NULL;
+}
+
+void api_tls_use(struct api *a, struct api_tls *t)
+{
+	/* Connections keep the context they started with (their SSL holds it). */
+	api_tls_free(a->tls);
+	a->tls = t;
+	log_info("api: certificate, key, client CA and CRL, and allow list reloaded (%zu "
+	         "identit%s)", t->n_allow, t->n_allow == 1 ? "y" : "ies");
+}
+
 static int bind_listener(struct api *a, const char *addr, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
@@ -257,8 +304,8 @@ struct api *api_new(const struct config *cfg, struct responder *r, char *err, si
 	a->cfg = cfg;
 	a->r = r;
 	pthread_mutex_init(&a->db_lock, NULL);
-	a->ctx = make_ctx(cfg, err, errlen);
-	if (a->ctx == NULL)
+	a->tls = api_tls_load(cfg, err, errlen);
+	if (a->tls == NULL)
 		goto fail;
 	if (r == NULL)
 		return a;
@@ -975,8 +1022,8 @@ static void after_handshake(struct api_conn *c)
 	X509 *peer = SSL_get0_peer_certificate(c->ssl);
 	unsigned char *der = NULL;
 	int len = peer ? i2d_X509(peer, &der) : -1;
-	c->allowed = len > 0 && api_identity_allowed(der, (size_t)len, c->api->cfg->api_allow,
-	                                             c->api->cfg->n_api_allow, c->who,
+	c->allowed = len > 0 && api_identity_allowed(der, (size_t)len, c->api->tls->allow,
+	                                             c->api->tls->n_allow, c->who,
 	                                             sizeof(c->who));
 	OPENSSL_free(der);
 }
@@ -1067,7 +1114,7 @@ static void on_connection(uv_stream_t *l, int status)
 	int sl = sizeof(ss);
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
 		http_format_addr(&ss, c->peer, sizeof(c->peer));
-	c->ssl = SSL_new(a->ctx);
+	c->ssl = SSL_new(a->tls->ctx);
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
 	if (c->ssl == NULL || c->rbio == NULL || c->wbio == NULL) {
@@ -1157,7 +1204,7 @@ void api_free(struct api *a)
 	for (size_t i = 0; i < a->n_fds; i++)
 		if (a->fds[i] >= 0)
 			close(a->fds[i]);
-	SSL_CTX_free(a->ctx);
+	api_tls_free(a->tls);
 	revoke_db_free(a->db);
 	pthread_mutex_destroy(&a->db_lock);
 	free(a);

@@ -65,6 +65,16 @@ int api_start(struct api *a, uv_loop_t *loop, char *err, size_t errlen);
 /* Closes the listeners and connections; calls in flight finish unanswered. On loop. */
 void api_stop(struct api *a);
 void api_free(struct api *a);
+/*
+ * SIGHUP: the certificate, key, client CA, client CRL and allow list from cfg, loaded
+ * and checked (NULL with why in err), then put in use on the loop; connections already
+ * open keep theirs. Other [api] settings need a restart.
+ */
+struct api_tls;
+struct api_tls *api_tls_load(const struct config *cfg, char *err, size_t errlen);
+void api_tls_use(struct api *a, struct api_tls *t); /* takes t */
+void api_tls_free(struct api_tls *t);
+
 /* The API's counters. Any thread. */
 #define API_STATUS_SLOTS 13
 #define API_LIVE_BUCKETS 8
