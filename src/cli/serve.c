@@ -175,8 +175,8 @@ static void on_hup(uv_signal_t *h, int signum)
 			api_tls_use(st->api, tls);
 		log_set_level((enum log_level)nc.log_level);
 		log_set_json(nc.log_json);
-		log_info("SIGHUP: signers, %slogging reloaded; other changes take effect at the next "
-		         "restart", tls != NULL ? "the revocation API's credentials and " : "");
+		log_info("SIGHUP: signers%s and logging reloaded; other changes take effect at the "
+		         "next restart", tls != NULL ? ", the revocation API's credentials" : "");
 	}
 	config_free(&nc);
 	sd_notify(0, "READY=1");
