@@ -1110,6 +1110,10 @@ static void on_connection(uv_stream_t *l, int status)
 		conn_close(c);
 		return;
 	}
+	/* Small answers go out at once: after a TLS 1.3 handshake the session tickets are
+	 * still unacknowledged, and Nagle would hold the answer for the client's delayed
+	 * ACK (about 40 ms). */
+	uv_tcp_nodelay(&c->tcp, 1);
 	struct sockaddr_storage ss;
 	int sl = sizeof(ss);
 	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
