@@ -67,6 +67,7 @@ struct api_job {
 	struct api_job *next_waiting;
 	uint64_t deadline_ms;
 	bool live;
+	bool stopping; /* answered because revd is stopping, not because it waited */
 	double live_ms;
 };
 
@@ -194,6 +195,18 @@ static SSL_CTX *make_ctx(const struct config *cfg, char *err, size_t errlen)
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+	static const char *const keys[] = {"cert", "key", "client_ca", "client_crl"};
+	const char *files[] = {cfg->api_cert, cfg->api_key, cfg->api_client_ca, cfg->api_client_crl};
+	for (size_t i = 0; i < 4; i++) {
+		FILE *f = files[i] ? fopen(files[i], "r") : NULL;
+		if (files[i] != NULL && f == NULL) {
+			snprintf(err, errlen, "[api] %s %s: %s", keys[i], files[i], strerror(errno));
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		if (f != NULL)
+			fclose(f);
+	}
 	snprintf(what, sizeof(what), "[api] cert %s", cfg->api_cert);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->api_cert) != 1)
 		goto fail;
@@ -345,8 +358,8 @@ static void on_written(uv_write_t *req, int status)
 	c->writes_pending--;
 	if (status != 0)
 		conn_close(c);
-	else if (c->writes_pending == 0 && c->close_after)
-		linger(c);
+	else if (c->writes_pending == 0 && c->close_after && !c->busy)
+		linger(c); /* the last answer is out (not a handshake's bytes before it) */
 }
 
 /* Sends what the SSL object has for the peer. */
@@ -388,6 +401,7 @@ static void count_status(struct api *a, int status)
 static void respond(struct api_conn *c, int status, const char *extra_headers, json_t *body)
 {
 	count_status(c->api, status);
+	c->job = NULL; /* answered: the caller has freed it or is about to */
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	size_t len = text ? strlen(text) : 0;
@@ -407,14 +421,17 @@ static void respond(struct api_conn *c, int status, const char *extra_headers, j
 		return;
 	}
 	free(text);
-	if (c->close_after)
+	c->busy = false;
+	if (c->close_after) {
+		/* Closed once this is written (on_written, then linger). */
 		SSL_shutdown(c->ssl);
+		flush(c);
+		return;
+	}
 	flush(c);
-	if (c->closing || c->close_after)
+	if (c->closing)
 		return;
 	/* Ready for the next request: what was read past this one first. */
-	c->busy = false;
-	c->job = NULL;
 	arm(c, API_IDLE_MS);
 	llhttp_resume(&c->parser);
 	if (!c->in_pump)
@@ -435,6 +452,16 @@ static void respond_error(struct api_conn *c, int status, const char *fmt, ...)
 
 /* ---- answers ---- */
 
+/* The serial as the API writes it: hex digits as openssl prints them, no "0x". */
+static void serial_text(const struct store_serial *s, char out[REVOKE_SERIAL_HEX_LEN])
+{
+	char hex[REVOKE_SERIAL_HEX_LEN];
+	revoke_serial_hex(s, hex);
+	const char *x = strstr(hex, "0x");
+	size_t neg = hex[0] == '-';
+	snprintf(out, REVOKE_SERIAL_HEX_LEN, "%s%s", neg ? "-" : "", x ? x + 2 : hex + neg);
+}
+
 static json_t *time_json(int64_t t)
 {
 	char s[REVOKE_TIME_LEN];
@@ -446,7 +473,7 @@ static json_t *time_json(int64_t t)
 static json_t *state_json(const struct api_job *j, const struct revoke_state *st, bool issued)
 {
 	char serial[REVOKE_SERIAL_HEX_LEN];
-	revoke_serial_hex(&j->call.ch.serial, serial);
+	serial_text(&j->call.ch.serial, serial);
 	json_t *o = json_pack("{ssss}", "issuer", j->call.issuer, "serial", serial);
 	if (!issued) {
 		json_object_set_new(o, "status", json_string("not_issued"));
@@ -492,11 +519,15 @@ static void answer_write(struct api_job *j)
 {
 	struct api_conn *c = j->conn;
 	char serial[REVOKE_SERIAL_HEX_LEN];
-	revoke_serial_hex(&j->call.ch.serial, serial);
+	serial_text(&j->call.ch.serial, serial);
 	if (j->live)
 		log_cert(LOG_INFO, j->call.issuer, serial,
 		         "api: %s %s serial %s for %s: served after %.1f ms", result_name(j->res),
 		         j->call.issuer, serial, j->client, j->live_ms);
+	else if (j->stopping)
+		log_cert(LOG_WARN, j->call.issuer, serial,
+		         "api: %s %s serial %s for %s: committed; revd is stopping before this "
+		         "instance served it", result_name(j->res), j->call.issuer, serial, j->client);
 	else
 		log_cert(LOG_WARN, j->call.issuer, serial,
 		         "api: %s %s serial %s for %s: committed, not yet served after [api] "
@@ -672,15 +703,16 @@ static void job_done(uv_work_t *w, int status)
 	if (changed) {
 		/* Answered when served, or at once once the API is closing; logged either way,
 		 * even if the connection went away. */
-		if (a->stopped)
+		if (a->stopped) {
+			j->stopping = true;
 			answer_write(j);
-		else
+		} else
 			wait_live(a, j);
 		return;
 	}
 	const char *is = j->call.issuer;
 	char sx[REVOKE_SERIAL_HEX_LEN], at[REVOKE_TIME_LEN];
-	revoke_serial_hex(&j->call.ch.serial, sx);
+	serial_text(&j->call.ch.serial, sx);
 	revoke_time_format(j->before.revoked_at, at);
 	int st;
 	char msg[768];
@@ -807,6 +839,11 @@ static void handle_request(struct api_conn *c)
 		if (call.ch.revoked_at > soon || call.ch.invalidity_date > soon) {
 			respond_error(c, 400, "%s is in the future",
 			              call.ch.revoked_at > soon ? "revoked_at" : "invalidity_date");
+			return;
+		}
+		/* The key was compromised before it was revoked, not after. */
+		if (call.ch.revoked_at != 0 && call.ch.invalidity_date > call.ch.revoked_at) {
+			respond_error(c, 400, "invalidity_date is after revoked_at");
 			return;
 		}
 	}
@@ -1054,7 +1091,7 @@ static void pump(struct api_conn *c)
 	}
 	uint8_t plain[16384];
 	c->in_pump = true;
-	while (!c->closing && !c->busy) {
+	while (!c->closing && !c->busy && !c->close_after) {
 		if (c->pending.len > 0) {
 			/* Bytes read past the last request come first. */
 			struct buf rest = c->pending;
@@ -1190,12 +1227,22 @@ void api_stop(struct api *a)
 	a->r->change_hook = NULL;
 	for (size_t i = 0; i < a->n_listening; i++)
 		uv_close((uv_handle_t *)&a->listeners[i], NULL);
-	while (a->conns != NULL)
-		conn_close(a->conns);
-	/* Writes waiting to be seen are answered to no one now; they are committed. */
+	/* Idle connections close now; one with a call in flight gets its answer, then
+	 * closes (a lingering close is bounded by its timer). */
+	struct api_conn *c = a->conns;
+	while (c != NULL) {
+		struct api_conn *next = c->next;
+		if (c->job == NULL && !c->lingering)
+			conn_close(c);
+		else
+			c->close_after = true;
+		c = next;
+	}
+	/* Writes waiting to be served are committed: they are answered so now (202). */
 	while (a->waiting != NULL) {
 		struct api_job *j = a->waiting;
 		unwait(a, j);
+		j->stopping = true;
 		answer_write(j);
 	}
 	uv_close((uv_handle_t *)&a->tick, NULL);
