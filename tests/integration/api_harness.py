@@ -312,9 +312,11 @@ def tls_refused(ctx, port, request, timeout=10.0):
         sock.close()
 
 
-def http_bytes(method, path, body=b"", content_type="application/json"):
-    """One HTTP/1.1 request as bytes, with Connection: close."""
-    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1", "Connection: close"]
+def http_bytes(method, path, body=b"", content_type="application/json", close=True):
+    """One HTTP/1.1 request as bytes, with Connection: close unless close is False."""
+    lines = ["%s %s HTTP/1.1" % (method, path), "Host: 127.0.0.1"]
+    if close:
+        lines.append("Connection: close")
     if body or method == "POST":
         lines += ["Content-Type: " + content_type, "Content-Length: %d" % len(body)]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

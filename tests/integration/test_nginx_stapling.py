@@ -63,7 +63,9 @@ class NginxCase(RevdTestCase):
     def server_block(self, port, leaf, extra):
         chain = os.path.join(self.tmp, "chain-%d.pem" % port)
         with open(chain, "w") as f:
-            f.write(open(leaf["cert"]).read() + open(self.pki.issuing).read())
+            for part in (leaf["cert"], self.pki.issuing):
+                with open(part) as g:
+                    f.write(g.read())
         return ("server {\nlisten 127.0.0.1:%d ssl;\nssl_certificate %s;\n"
                 "ssl_certificate_key %s;\nssl_stapling on;\n%s}\n"
                 % (port, chain, leaf["key"], extra))
@@ -88,7 +90,9 @@ class NginxCase(RevdTestCase):
         """The lines that make nginx fetch, verify and staple revd's answers."""
         trusted = os.path.join(self.tmp, "trusted.pem")
         with open(trusted, "w") as f:
-            f.write(open(self.pki.chain).read() + open(self.pki.root).read())
+            for part in (self.pki.chain, self.pki.root):
+                with open(part) as g:
+                    f.write(g.read())
         return ("ssl_stapling_verify on;\nssl_trusted_certificate %s;\n"
                 "ssl_stapling_responder http://127.0.0.1:%d/;\n" % (trusted, port))
 
