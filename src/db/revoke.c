@@ -30,9 +30,24 @@ static void one_line(char *s)
 	*o = 0;
 }
 
+/* The SQLSTATE of this thread's last failed statement ("" for none, or the connection's
+ * own failure). */
+static _Thread_local char last_state[6];
+
+bool revoke_failure_is_transient(void)
+{
+	/* 40: serialization failure, deadlock; 53: insufficient resources; 55P03: lock not
+	 * available; 57: operator intervention (statement timeout, shutdown); 08: connection. */
+	return last_state[0] == 0 || strncmp(last_state, "40", 2) == 0 ||
+	       strncmp(last_state, "53", 2) == 0 || strcmp(last_state, "55P03") == 0 ||
+	       strncmp(last_state, "57", 2) == 0 || strncmp(last_state, "08", 2) == 0;
+}
+
 /* Puts "WHAT: the server's message" (or the connection's) in err. */
 static void report(PGconn *c, const PGresult *r, const char *what, char *err, size_t errlen)
 {
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(last_state, sizeof(last_state), "%s", state ? state : "");
 	const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	if (msg == NULL) {
 		msg = PQerrorMessage(c);

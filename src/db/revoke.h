@@ -63,6 +63,11 @@ enum revoke_result revoke_apply(PGconn *c, const struct revoke_change *ch,
                                 struct revoke_state *before, struct revoke_state *after,
                                 char *err, size_t errlen);
 
+/* After REVOKE_FAILED (or revoke_read's -1) on this thread: whether trying again
+ * later may succeed (a timeout, a lock, a lost connection) rather than the statement
+ * being refused. */
+bool revoke_failure_is_transient(void);
+
 /* Reads a row without changing it: 1 found (st filled), 0 not issued, -2 unknown
  * issuer, -1 failed (why in err). */
 int revoke_read(PGconn *c, const char *issuer, const struct store_serial *serial,

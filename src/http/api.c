@@ -35,6 +35,7 @@
 #define API_IDLE_MS 30000    /* between requests on a kept-alive connection */
 #define API_RECENT 1024      /* changes remembered for calls that commit before hearing */
 #define API_TICK_MS 50
+#define API_WRITERS 2 /* database connections for calls, each on its own thread */
 #define API_LINGER_MS 2000 /* after a last answer, what the client still sends is read */
 
 static const int status_slots[] = {200, 202, 400, 403, 404, 405, 409, 413, 414, 431, 500, 503};
@@ -49,7 +50,7 @@ struct api_conn;
 
 /* One call, from its parsed request to its answer. */
 struct api_job {
-	uv_work_t work;
+	struct api_job *next_q; /* in the writers' queue, then in the done list */
 	struct api *api;
 	struct api_conn *conn; /* NULL once the connection is gone: the job frees itself */
 	struct api_call call;
@@ -58,7 +59,7 @@ struct api_job {
 	/* the outcome, from the pool thread */
 	enum revoke_result res;
 	int read_rc; /* API_STATUS: revoke_read's */
-	bool db_lost;
+	bool retry; /* failed, and trying again later may succeed: 503 */
 	struct revoke_state before, after;
 	char err[512];
 	uint64_t committed_ns;
@@ -105,6 +106,12 @@ struct api_tls {
 	size_t n_allow;
 };
 
+struct api_writer {
+	struct api *api;
+	pthread_t thread;
+	struct revoke_db *db;
+};
+
 struct api {
 	const struct config *cfg;
 	struct responder *r;
@@ -118,9 +125,17 @@ struct api {
 	struct api_conn *conns;
 	size_t n_conns;
 	bool stopped;
-	/* the writer's connection, used by one pool thread at a time */
-	pthread_mutex_t db_lock;
-	struct revoke_db *db;
+	/* Writer threads of the API's own, each with its database connection: a slow or
+	 * unreachable database holds them, never libuv's pool, where answers are signed. */
+	struct api_writer writers[API_WRITERS];
+	size_t n_writers_started;
+	pthread_mutex_t q_lock;
+	pthread_cond_t q_cond;
+	struct api_job *q_head, *q_tail; /* waiting for a writer */
+	struct api_job *done;            /* finished, for the loop (newest first) */
+	bool q_stop;
+	uv_async_t done_async;
+	bool async_open;
 	/* counters: written on the loop, read by /metrics on any thread */
 	_Atomic uint64_t by_status[STATUS_SLOTS];
 	_Atomic uint64_t handshake_failures;
@@ -316,7 +331,8 @@ struct api *api_new(const struct config *cfg, struct responder *r, char *err, si
 	}
 	a->cfg = cfg;
 	a->r = r;
-	pthread_mutex_init(&a->db_lock, NULL);
+	pthread_mutex_init(&a->q_lock, NULL);
+	pthread_cond_init(&a->q_cond, NULL);
 	a->tls = api_tls_load(cfg, err, errlen);
 	if (a->tls == NULL)
 		goto fail;
@@ -325,10 +341,13 @@ struct api *api_new(const struct config *cfg, struct responder *r, char *err, si
 	for (size_t i = 0; i < cfg->n_api_listen; i++)
 		if (bind_listener(a, cfg->api_listen[i], err, errlen) != 0)
 			goto fail;
-	a->db = revoke_db_new(cfg->api_dsn != NULL ? cfg->api_dsn : cfg->pg_dsn);
-	if (a->db == NULL) {
-		snprintf(err, errlen, "out of memory");
-		goto fail;
+	for (size_t i = 0; i < API_WRITERS; i++) {
+		a->writers[i].api = a;
+		a->writers[i].db = revoke_db_new(cfg->api_dsn != NULL ? cfg->api_dsn : cfg->pg_dsn);
+		if (a->writers[i].db == NULL) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
 	}
 	return a;
 fail:
@@ -447,7 +466,11 @@ static void respond_error(struct api_conn *c, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	respond(c, status, status == 405 ? "Allow: POST\r\n" : NULL, json_pack("{ss}", "error", msg));
+	respond(c, status,
+	        status == 405   ? "Allow: POST\r\n"
+	        : status == 503 ? "Retry-After: 1\r\n" /* a timeout, a lock, the database away */
+	                        : NULL,
+	        json_pack("{ss}", "error", msg));
 }
 
 /* ---- answers ---- */
@@ -649,43 +672,100 @@ static void wait_live(struct api *a, struct api_job *j)
 	}
 }
 
-/* ---- the database, on libuv's pool ---- */
+/* ---- the database, on the writer threads ---- */
 
-static void run_job(uv_work_t *w)
+static void run_job(struct api_job *j, struct revoke_db *db)
 {
-	struct api_job *j = w->data;
-	struct api *a = j->api;
-	pthread_mutex_lock(&a->db_lock);
-	PGconn *pg = revoke_db_conn(a->db, j->err, sizeof(j->err));
+	PGconn *pg = revoke_db_conn(db, j->err, sizeof(j->err));
 	if (pg == NULL) {
 		j->res = REVOKE_FAILED;
 		j->read_rc = -1;
-		j->db_lost = true;
+		j->retry = true;
 	} else if (j->call.op == API_STATUS) {
 		j->read_rc = revoke_read(pg, j->db_issuer, &j->call.ch.serial, &j->after, j->err,
 		                         sizeof(j->err));
-		j->db_lost = j->read_rc == -1 && revoke_db_lost(a->db);
+		j->retry = j->read_rc == -1 && (revoke_db_lost(db) || revoke_failure_is_transient());
 	} else {
 		struct revoke_change ch = j->call.ch;
 		ch.issuer = j->db_issuer;
 		j->res = revoke_apply(pg, &ch, &j->before, &j->after, j->err, sizeof(j->err));
 		j->committed_ns = uv_hrtime();
-		j->db_lost = j->res == REVOKE_FAILED && revoke_db_lost(a->db);
+		j->retry = j->res == REVOKE_FAILED && (revoke_db_lost(db) ||
+		                                         revoke_failure_is_transient());
 	}
-	pthread_mutex_unlock(&a->db_lock);
 }
 
-static void job_done(uv_work_t *w, int status)
+static void *writer_main(void *arg)
 {
-	struct api_job *j = w->data;
+	struct api_writer *w = arg;
+	struct api *a = w->api;
+	struct revoke_db *db = w->db;
+	pthread_mutex_lock(&a->q_lock);
+	for (;;) {
+		while (a->q_head == NULL && !a->q_stop)
+			pthread_cond_wait(&a->q_cond, &a->q_lock);
+		struct api_job *j = a->q_head;
+		if (j == NULL)
+			break; /* stopping, and nothing left */
+		a->q_head = j->next_q;
+		if (a->q_head == NULL)
+			a->q_tail = NULL;
+		bool stopping = a->q_stop;
+		pthread_mutex_unlock(&a->q_lock);
+		if (stopping) {
+			/* Not started: it changes nothing, and says so. */
+			j->res = REVOKE_FAILED;
+			j->read_rc = -1;
+			j->retry = true;
+			snprintf(j->err, sizeof(j->err), "revd is stopping: nothing was changed");
+		} else {
+			run_job(j, db);
+		}
+		pthread_mutex_lock(&a->q_lock);
+		j->next_q = a->done;
+		a->done = j;
+		uv_async_send(&a->done_async);
+	}
+	pthread_mutex_unlock(&a->q_lock);
+	return NULL;
+}
+
+static void job_done(struct api_job *j);
+
+/* The jobs the writers finished, in the order they finished. */
+static void take_done(struct api *a)
+{
+	pthread_mutex_lock(&a->q_lock);
+	struct api_job *list = a->done, *ordered = NULL;
+	a->done = NULL;
+	pthread_mutex_unlock(&a->q_lock);
+	while (list != NULL) {
+		struct api_job *next = list->next_q;
+		list->next_q = ordered;
+		ordered = list;
+		list = next;
+	}
+	while (ordered != NULL) {
+		struct api_job *next = ordered->next_q;
+		job_done(ordered);
+		ordered = next;
+	}
+}
+
+static void on_done(uv_async_t *h)
+{
+	take_done(h->data);
+}
+
+static void job_done(struct api_job *j)
+{
 	struct api *a = j->api;
 	struct api_conn *c = j->conn;
-	(void)status; /* only uv_cancel fails a job, and nothing cancels these */
 	bool changed = j->res == REVOKE_REVOKED || j->res == REVOKE_REASON_CHANGED ||
 	               j->res == REVOKE_RELEASED;
 	if (j->call.op == API_STATUS) {
 		json_t *o = j->read_rc >= 0 ? state_json(j, &j->after, j->read_rc == 1) : NULL;
-		int st = o ? 200 : j->read_rc == -2 ? 404 : j->db_lost ? 503 : 500;
+		int st = o ? 200 : j->read_rc == -2 ? 404 : j->retry ? 503 : 500;
 		char msg[768];
 		if (j->read_rc == -2)
 			snprintf(msg, sizeof(msg), "issuer '%s' is not in the database", j->call.issuer);
@@ -741,7 +821,7 @@ static void job_done(uv_work_t *w, int status)
 		         revoke_reason_name(j->before.reason), at);
 		break;
 	default:
-		st = j->db_lost ? 503 : 500;
+		st = j->retry ? 503 : 500;
 		snprintf(msg, sizeof(msg), "%s", j->err);
 		log_cert(LOG_WARN, is, sx, "api: %s serial %s: %s", is, sx, j->err);
 		break;
@@ -781,10 +861,16 @@ static void dispatch(struct api_conn *c, const struct api_call *call)
 	j->call = *call;
 	j->store = responder_store_of(a->r, call->issuer);
 	snprintf(j->db_issuer, sizeof(j->db_issuer), "%s", ci->db_issuer ? ci->db_issuer : ci->name);
-	j->work.data = j;
 	c->job = j;
-	uv_timer_stop(&c->timer); /* the job has its own bounds */
-	uv_queue_work(a->loop, &j->work, run_job, job_done);
+	uv_timer_stop(&c->timer); /* the job has its own bounds: the database's timeouts */
+	pthread_mutex_lock(&a->q_lock);
+	if (a->q_tail != NULL)
+		a->q_tail->next_q = j;
+	else
+		a->q_head = j;
+	a->q_tail = j;
+	pthread_cond_signal(&a->q_cond);
+	pthread_mutex_unlock(&a->q_lock);
 }
 
 static void handle_request(struct api_conn *c)
@@ -1185,6 +1271,17 @@ int api_start(struct api *a, uv_loop_t *loop, char *err, size_t errlen)
 	a->loop = loop;
 	uv_timer_init(loop, &a->tick);
 	a->tick.data = a;
+	uv_async_init(loop, &a->done_async, on_done);
+	a->done_async.data = a;
+	a->async_open = true;
+	for (; a->n_writers_started < API_WRITERS; a->n_writers_started++) {
+		int rc = pthread_create(&a->writers[a->n_writers_started].thread, NULL, writer_main,
+		                        &a->writers[a->n_writers_started]);
+		if (rc != 0) {
+			snprintf(err, errlen, "[api] starting a writer thread: %s", strerror(rc));
+			return -1;
+		}
+	}
 	a->r->change_hook = on_change;
 	a->r->change_hook_arg = a;
 	for (size_t i = 0; i < a->n_fds; i++) {
@@ -1238,6 +1335,18 @@ void api_stop(struct api *a)
 			c->close_after = true;
 		c = next;
 	}
+	/* The writers finish the call they are on (bounded by the database's timeouts) and
+	 * refuse the queued ones; every one is answered here. */
+	pthread_mutex_lock(&a->q_lock);
+	a->q_stop = true;
+	pthread_cond_broadcast(&a->q_cond);
+	pthread_mutex_unlock(&a->q_lock);
+	for (size_t i = 0; i < a->n_writers_started; i++)
+		pthread_join(a->writers[i].thread, NULL);
+	a->n_writers_started = 0;
+	take_done(a);
+	uv_close((uv_handle_t *)&a->done_async, NULL);
+	a->async_open = false;
 	/* Writes waiting to be served are committed: they are answered so now (202). */
 	while (a->waiting != NULL) {
 		struct api_job *j = a->waiting;
@@ -1256,7 +1365,18 @@ void api_free(struct api *a)
 		if (a->fds[i] >= 0)
 			close(a->fds[i]);
 	api_tls_free(a->tls);
-	revoke_db_free(a->db);
-	pthread_mutex_destroy(&a->db_lock);
+	if (a->n_writers_started > 0) {
+		/* Started but never stopped (a failed start): the threads end first. */
+		pthread_mutex_lock(&a->q_lock);
+		a->q_stop = true;
+		pthread_cond_broadcast(&a->q_cond);
+		pthread_mutex_unlock(&a->q_lock);
+		for (size_t i = 0; i < a->n_writers_started; i++)
+			pthread_join(a->writers[i].thread, NULL);
+	}
+	for (size_t i = 0; i < API_WRITERS; i++)
+		revoke_db_free(a->writers[i].db);
+	pthread_cond_destroy(&a->q_cond);
+	pthread_mutex_destroy(&a->q_lock);
 	free(a);
 }
