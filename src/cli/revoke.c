@@ -81,6 +81,10 @@ static int report(const struct revoke_args *a, enum revoke_result res,
 		                 "certificateHold can be released", sx, is,
 		            revoke_reason_name(before->reason), was);
 		break;
+	case REVOKE_BAD_TIME:
+		pgcli_error(CMD, "--invalidity-date %s is after the time serial %s of %s was put on "
+		                 "hold (%s), which its revocation keeps", a->invalidity, sx, is, was);
+		break;
 	case REVOKE_FAILED:
 		pgcli_error(CMD, "%s", err);
 		break;

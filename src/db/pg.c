@@ -742,8 +742,9 @@ static void feed_send(struct pg_feed *f, enum feed_step step)
 		ok = PQsendQueryParams(
 			pg,
 			"WITH h AS (SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS x) "
-			"SELECT h.x, encode(c.serial, 'hex'), c.change_xid::text, c.change_seq "
-			"FROM h LEFT JOIN LATERAL (SELECT serial, change_xid, change_seq "
+			"SELECT h.x, encode(c.serial, 'hex'), c.change_xid::text, c.change_seq, "
+			"c.issuer_id FROM h LEFT JOIN LATERAL (SELECT serial, change_xid, change_seq, "
+			"issuer_id "
 			"FROM certificates WHERE (change_xid, change_seq) > ($1::xid8, $2::bigint) "
 			"ORDER BY change_xid, change_seq LIMIT 10000) c ON true",
 			2, NULL, values, NULL, NULL, 0);
@@ -820,6 +821,7 @@ static void feed_sweep_rows(struct pg_feed *f, PGresult *r)
 		if (hex_to_serial(hex, strlen(hex), &f->batch[n])) {
 			long long seq = strtoll(PQgetvalue(r, i, 3), NULL, 10);
 			f->batch[n].version = seq > 0 ? (uint64_t)seq : 0;
+			f->batch[n].scope = (int32_t)atoi(PQgetvalue(r, i, 4));
 			n++;
 		}
 		snprintf(f->page_xid, sizeof(f->page_xid), "%s", PQgetvalue(r, i, 2));
@@ -882,6 +884,7 @@ static void feed_notify(struct pg_feed *f, const PGnotify *n)
 		return;
 	}
 	s.version = seq > 0 ? (uint64_t)seq : 0;
+	s.scope = issuer > 0 && issuer <= INT32_MAX ? (int32_t)issuer : 0;
 	feed_report(f, &s, 1);
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);

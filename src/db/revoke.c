@@ -165,6 +165,7 @@ static bool update_row(PGconn *c, struct params *p, const char *sql, int n,
 		read_row(r, after);
 	else
 		snprintf(err, errlen, "updating the certificate: the row went away");
+	snprintf(last_state, sizeof(last_state), "%s", ok ? "" : "XX000"); /* not transient */
 	PQclear(r);
 	return ok;
 }
@@ -201,6 +202,10 @@ static enum revoke_result apply_locked(PGconn *c, const struct revoke_change *ch
 	bool escalate = held && ch->reason != REVOKE_REASON_HOLD;
 	if (st->revoked && !escalate)
 		return REVOKE_ALREADY;
+	/* The key was compromised before the certificate was revoked, not after: a hold
+	 * keeps its time, so the date is checked against that. */
+	if (escalate && ch->invalidity_date != 0 && ch->invalidity_date > st->revoked_at)
+		return REVOKE_BAD_TIME;
 	snprintf(p->reason, sizeof(p->reason), "%d", ch->reason);
 	p->vals[2] = p->reason;
 	format_time_param(ch->invalidity_date, p->invalidity, &p->vals[3]);
@@ -208,7 +213,8 @@ static enum revoke_result apply_locked(PGconn *c, const struct revoke_change *ch
 	/* A hold keeps its revocation time; a new revocation takes whole seconds, as OCSP
 	 * carries them. */
 	static const char escalate_sql[] =
-		"UPDATE certificates SET reason = $3, invalidity_date = to_timestamp($4::bigint)"
+		"UPDATE certificates SET reason = $3,"
+		" invalidity_date = coalesce(to_timestamp($4::bigint), invalidity_date)"
 		" WHERE issuer_id = (SELECT id FROM issuers WHERE name = $1) AND serial = $2"
 		" RETURNING " ROW_COLUMNS;
 	static const char revoke_sql[] =
@@ -228,6 +234,7 @@ enum revoke_result revoke_apply(PGconn *c, const struct revoke_change *ch,
 {
 	struct params p;
 	params_init(&p, ch->issuer, &ch->serial);
+	last_state[0] = 0;
 	memset(before, 0, sizeof(*before));
 	memset(after, 0, sizeof(*after));
 	if (!run(c, "starting the transaction", "BEGIN", err, errlen))
@@ -255,6 +262,7 @@ int revoke_read(PGconn *c, const char *issuer, const struct store_serial *serial
 {
 	struct params p;
 	params_init(&p, issuer, serial);
+	last_state[0] = 0;
 	return select_row(c, &p, false, st, err, errlen);
 }
 
@@ -295,7 +303,7 @@ PGconn *revoke_db_conn(struct revoke_db *db, char *err, size_t errlen)
 	db->conn = PQconnectdbParams(keys, vals, 1);
 	if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
 	    run(db->conn, "setting timeouts",
-	        "SET statement_timeout = '5s'; SET lock_timeout = '5s'; SET TimeZone = 'UTC'", err,
+	        "SET statement_timeout = '5s'; SET lock_timeout = '3s'; SET TimeZone = 'UTC'", err,
 	        errlen))
 		return db->conn;
 	if (db->conn == NULL) {

@@ -49,6 +49,7 @@ enum revoke_result {
 	REVOKE_ALREADY,        /* already revoked (and not a hold becoming a reason) */
 	REVOKE_NOT_REVOKED,    /* unhold: not revoked */
 	REVOKE_NOT_HELD,       /* unhold: revoked with another reason */
+	REVOKE_BAD_TIME,       /* a hold becoming a reason: invalidity date after its time */
 	REVOKE_FAILED,         /* the database failed: why in err */
 };
 

@@ -38,6 +38,7 @@ struct store_serial {
 	uint8_t len;
 	uint8_t bytes[STORE_MAX_SERIAL];
 	uint64_t version; /* in change reports: the version of the new record; 0 unknown */
+	int32_t scope;    /* in change reports: the store's own id of the issuer; 0 unknown */
 };
 
 enum store_error {

@@ -5,6 +5,7 @@
  * written out after each step. One request per connection at a time: the parser pauses
  * at each request's end and reading stops until it is answered.
  */
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/buf.h"
@@ -31,7 +33,10 @@
 #define API_MAX_CONNS 256
 #define API_MAX_HEADER_BYTES (16 * 1024)
 #define API_MAX_URL 2048
-#define API_REQUEST_MS 10000 /* a handshake and a whole request */
+#define API_HANDSHAKE_MS 3000 /* from accept to a verified client */
+#define API_REQUEST_MS 10000   /* a whole request */
+#define API_CALL_MS 10000      /* a call's database work; then 503, outcome unknown */
+#define API_MAX_PER_PEER 32    /* connections from one address */
 #define API_IDLE_MS 30000    /* between requests on a kept-alive connection */
 #define API_RECENT 1024      /* changes remembered for calls that commit before hearing */
 #define API_TICK_MS 50
@@ -51,6 +56,9 @@ struct api_conn;
 /* One call, from its parsed request to its answer. */
 struct api_job {
 	struct api_job *next_q; /* in the writers' queue, then in the done list */
+	struct api_job *next_inflight; /* from dispatch until the writers are done with it */
+	uint64_t call_deadline_ms;
+	bool abandoned; /* answered 503 at its deadline: its outcome is only logged */
 	struct api *api;
 	struct api_conn *conn; /* NULL once the connection is gone: the job frees itself */
 	struct api_call call;
@@ -94,6 +102,8 @@ struct api_conn {
 	BIO *rbio, *wbio;
 	llhttp_t parser;
 	struct buf url, body, pending; /* pending: plaintext read past a paused request */
+	size_t pending_off;            /* how much of pending the parser has had */
+	struct sockaddr_storage peer_ss;
 	size_t header_bytes;
 	int error_status;
 	struct api_job *job;
@@ -136,6 +146,7 @@ struct api {
 	bool q_stop;
 	uv_async_t done_async;
 	bool async_open;
+	bool stuck; /* a writer never came back from the database: nothing is freed */
 	/* counters: written on the loop, read by /metrics on any thread */
 	_Atomic uint64_t by_status[STATUS_SLOTS];
 	_Atomic uint64_t handshake_failures;
@@ -151,6 +162,11 @@ struct api {
 		uint64_t heard_ns;
 	} recent[API_RECENT];
 	size_t recent_next;
+	/* refused handshakes logged in the current second */
+	uint64_t refused_sec, refused_quiet;
+	unsigned refused_logged;
+	/* calls with the writers, for their deadline */
+	struct api_job *inflight;
 };
 
 static llhttp_settings_t parser_settings;
@@ -287,9 +303,18 @@ fail:
 
 void api_tls_use(struct api *a, struct api_tls *t)
 {
-	/* Connections keep the context they started with (their SSL holds it). */
-	api_tls_free(a->tls);
+	api_tls_free(a->tls); /* open connections' SSL objects hold their own reference */
 	a->tls = t;
+	/* A client removed from allow, or revoked in the new CRL, must not keep a session:
+	 * idle connections close now, the others after their answer. Clients connect again
+	 * and are checked against the new credentials. */
+	for (struct api_conn *c = a->conns, *next; c != NULL; c = next) {
+		next = c->next;
+		if (c->job == NULL && !c->busy && !c->lingering && c->writes_pending == 0)
+			conn_close(c);
+		else
+			c->close_after = true;
+	}
 	log_info("api: certificate, key, client CA and CRL, and allow list reloaded (%zu "
 	         "identit%s)", t->n_allow, t->n_allow == 1 ? "y" : "ies");
 }
@@ -379,6 +404,8 @@ static void on_written(uv_write_t *req, int status)
 		conn_close(c);
 	else if (c->writes_pending == 0 && c->close_after && !c->busy)
 		linger(c); /* the last answer is out (not a handshake's bytes before it) */
+	else if (c->writes_pending == 0 && !c->closing && !c->lingering && c->handshaken)
+		pump(c); /* written: the next request may be read */
 }
 
 /* Sends what the SSL object has for the peer. */
@@ -420,6 +447,11 @@ static void count_status(struct api *a, int status)
 static void respond(struct api_conn *c, int status, const char *extra_headers, json_t *body)
 {
 	count_status(c->api, status);
+	/* The access log: every answer, with who asked. */
+	int url_len = c->url.len > 160 ? 160 : (int)c->url.len;
+	log_msg(status < 400 ? LOG_INFO : LOG_WARN, "api: %s %s %s %.*s -> %d", c->peer, c->who,
+	        llhttp_method_name((llhttp_method_t)llhttp_get_method(&c->parser)), url_len,
+	        c->url.data ? (const char *)c->url.data : "", status);
 	c->job = NULL; /* answered: the caller has freed it or is about to */
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
@@ -431,6 +463,7 @@ static void respond(struct api_conn *c, int status, const char *extra_headers, j
 	                  status, http_status_text(status), len + (text ? 1 : 0),
 	                  extra_headers ? extra_headers : "",
 	                  c->close_after ? "Connection: close\r\n" : "");
+	ERR_clear_error();
 	if (SSL_write(c->ssl, head, hl) != hl ||
 	    (text && (SSL_write(c->ssl, text, (int)len) != (int)len ||
 	              SSL_write(c->ssl, "\n", 1) != 1))) {
@@ -582,7 +615,27 @@ static bool same_serial(const struct store_serial *x, const struct store_serial 
 static bool covers(struct store *s, const struct store_serial *serial, const struct api_job *j)
 {
 	return s == j->store && same_serial(serial, &j->call.ch.serial) &&
+	       (serial->scope == 0 || serial->scope == j->after.issuer_id) &&
 	       (serial->version == 0 || serial->version >= j->after.change_seq);
+}
+
+static void on_tick(uv_timer_t *t);
+
+/* The tick runs while a call waits on the database or to be served. */
+static void ensure_tick(struct api *a)
+{
+	if (!a->tick_on && !a->stopped) {
+		uv_timer_start(&a->tick, on_tick, API_TICK_MS, API_TICK_MS);
+		a->tick_on = true;
+	}
+}
+
+static void maybe_stop_tick(struct api *a)
+{
+	if (a->waiting == NULL && a->inflight == NULL && a->tick_on) {
+		uv_timer_stop(&a->tick);
+		a->tick_on = false;
+	}
 }
 
 static void unwait(struct api *a, struct api_job *j)
@@ -592,10 +645,32 @@ static void unwait(struct api *a, struct api_job *j)
 			*p = j->next_waiting;
 			break;
 		}
-	if (a->waiting == NULL && a->tick_on) {
-		uv_timer_stop(&a->tick);
-		a->tick_on = false;
-	}
+	maybe_stop_tick(a);
+}
+
+static void unflight(struct api *a, struct api_job *j)
+{
+	for (struct api_job **p = &a->inflight; *p != NULL; p = &(*p)->next_inflight)
+		if (*p == j) {
+			*p = j->next_inflight;
+			break;
+		}
+	maybe_stop_tick(a);
+}
+
+/* The database has not answered in time: the client is told, and the call's outcome,
+ * when it comes, is only logged. */
+static void abandon(struct api_job *j, const char *why)
+{
+	struct api_conn *c = j->conn;
+	j->abandoned = true;
+	j->conn = NULL;
+	if (c == NULL)
+		return;
+	c->job = NULL;
+	c->close_after = true;
+	respond_error(c, 503, "%s: the %s may or may not have been made; ask /v1/status", why,
+	              j->call.op == API_STATUS ? "lookup" : "change");
 }
 
 /* Live since heard_ns: the time from the commit returning, or 0 when the change was
@@ -643,6 +718,9 @@ static void on_tick(uv_timer_t *t)
 {
 	struct api *a = t->data;
 	uint64_t now = uv_now(a->loop);
+	for (struct api_job *f = a->inflight; f != NULL; f = f->next_inflight)
+		if (!f->abandoned && now >= f->call_deadline_ms)
+			abandon(f, "the database did not answer within 10 s");
 	struct api_job *j = a->waiting;
 	while (j != NULL) {
 		struct api_job *next = j->next_waiting;
@@ -666,10 +744,7 @@ static void wait_live(struct api *a, struct api_job *j)
 	j->deadline_ms = uv_now(a->loop) + a->cfg->api_live_timeout_ms;
 	j->next_waiting = a->waiting;
 	a->waiting = j;
-	if (!a->tick_on) {
-		uv_timer_start(&a->tick, on_tick, API_TICK_MS, API_TICK_MS);
-		a->tick_on = true;
-	}
+	ensure_tick(a);
 }
 
 /* ---- the database, on the writer threads ---- */
@@ -761,6 +836,18 @@ static void job_done(struct api_job *j)
 {
 	struct api *a = j->api;
 	struct api_conn *c = j->conn;
+	unflight(a, j);
+	if (j->abandoned) {
+		char sx[REVOKE_SERIAL_HEX_LEN];
+		serial_text(&j->call.ch.serial, sx);
+		log_cert(LOG_WARN, j->call.issuer, sx, "api: %s serial %s, answered 503 at its "
+		         "deadline, ended: %s", j->call.issuer, sx,
+		         j->call.op == API_STATUS ? (j->read_rc < 0 ? j->err : "looked up")
+		         : j->res == REVOKE_FAILED ? j->err
+		                                   : result_name(j->res));
+		free(j);
+		return;
+	}
 	bool changed = j->res == REVOKE_REVOKED || j->res == REVOKE_REASON_CHANGED ||
 	               j->res == REVOKE_RELEASED;
 	if (j->call.op == API_STATUS) {
@@ -815,6 +902,11 @@ static void job_done(struct api_job *j)
 		snprintf(msg, sizeof(msg), "serial %s of %s is not revoked: there is no hold to release",
 		         sx, is);
 		break;
+	case REVOKE_BAD_TIME:
+		st = 400;
+		snprintf(msg, sizeof(msg), "invalidity_date is after %s, when serial %s of %s was put on "
+		         "hold: its revocation keeps that time", at, sx, is);
+		break;
 	case REVOKE_NOT_HELD:
 		st = 409;
 		snprintf(msg, sizeof(msg), "serial %s of %s is revoked (%s, at %s), not on hold", sx, is,
@@ -862,7 +954,11 @@ static void dispatch(struct api_conn *c, const struct api_call *call)
 	j->store = responder_store_of(a->r, call->issuer);
 	snprintf(j->db_issuer, sizeof(j->db_issuer), "%s", ci->db_issuer ? ci->db_issuer : ci->name);
 	c->job = j;
-	uv_timer_stop(&c->timer); /* the job has its own bounds: the database's timeouts */
+	uv_timer_stop(&c->timer); /* the job has its own bound: API_CALL_MS */
+	j->call_deadline_ms = uv_now(a->loop) + API_CALL_MS;
+	j->next_inflight = a->inflight;
+	a->inflight = j;
+	ensure_tick(a);
 	pthread_mutex_lock(&a->q_lock);
 	if (a->q_tail != NULL)
 		a->q_tail->next_q = j;
@@ -879,7 +975,7 @@ static void handle_request(struct api_conn *c)
 	if (!llhttp_should_keep_alive(&c->parser))
 		c->close_after = true;
 	if (!c->allowed) {
-		log_warn("api: %s (%s) is not in [api] allow: refused", c->who, c->peer);
+		c->close_after = true; /* one answer, then the slot is free again */
 		respond_error(c, 403, "client '%s' may not use this API", c->who);
 		return;
 	}
@@ -997,27 +1093,16 @@ static int on_message_complete(llhttp_t *p)
 }
 
 /* Parses plaintext; a complete request is handled (and the parser paused). */
-static void feed(struct api_conn *c, const uint8_t *data, size_t len)
+static size_t feed(struct api_conn *c, const uint8_t *data, size_t len)
 {
-	if (c->busy) {
-		if (!buf_append(&c->pending, data, len)) {
-			c->close_after = true;
-			conn_close(c);
-		}
-		return;
-	}
 	llhttp_errno_t e = llhttp_execute(&c->parser, (const char *)data, len);
 	if (e == HPE_OK)
-		return;
+		return len;
 	if (e == HPE_PAUSED) {
 		const uint8_t *stop = (const uint8_t *)llhttp_get_error_pos(&c->parser);
 		size_t used = stop ? (size_t)(stop - data) : len;
-		if (used < len && !buf_append(&c->pending, data + used, len - used)) {
-			conn_close(c);
-			return;
-		}
 		handle_request(c);
-		return;
+		return used;
 	}
 	c->busy = true;
 	c->close_after = true;
@@ -1026,6 +1111,7 @@ static void feed(struct api_conn *c, const uint8_t *data, size_t len)
 	                           : st == 431 ? "the headers are too large"
 	                           : st == 414 ? "the URL is too long"
 	                                       : "not an HTTP/1.1 request");
+	return len;
 }
 
 /* ---- the connection ---- */
@@ -1132,12 +1218,33 @@ static void update_reading(struct api_conn *c)
 {
 	if (c->lingering)
 		return;
-	bool want = !c->closing && !c->busy && !c->close_after;
+	bool want = !c->closing && !c->busy && !c->close_after &&
+	            (c->writes_pending == 0 || !c->handshaken);
 	if (want && !c->reading)
 		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	else if (!want && c->reading)
 		uv_read_stop((uv_stream_t *)&c->tcp);
 	c->reading = want;
+}
+
+/* A refused handshake is worth a line, but not a flood of them: at most 10 a second,
+ * then one line saying how many more there were. */
+static void log_refused(struct api *a, const char *peer, const char *why, const char *verify)
+{
+	uint64_t sec = uv_now(a->loop) / 1000;
+	if (sec != a->refused_sec) {
+		if (a->refused_quiet > 0)
+			log_warn("api: %llu more refused handshakes not logged",
+			         (unsigned long long)a->refused_quiet);
+		a->refused_sec = sec;
+		a->refused_logged = 0;
+		a->refused_quiet = 0;
+	}
+	if (a->refused_logged++ >= 10) {
+		a->refused_quiet++;
+		return;
+	}
+	log_warn("api: %s: %s%s%s", peer, why, verify ? ": " : "", verify ? verify : "");
 }
 
 static void after_handshake(struct api_conn *c)
@@ -1155,6 +1262,7 @@ static void after_handshake(struct api_conn *c)
 static void pump(struct api_conn *c)
 {
 	if (!c->handshaken && !c->closing) {
+		ERR_clear_error();
 		int rc = SSL_do_handshake(c->ssl);
 		if (rc != 1) {
 			int e = SSL_get_error(c->ssl, rc);
@@ -1162,8 +1270,8 @@ static void pump(struct api_conn *c)
 				char why[256];
 				ssl_error("TLS handshake", why, sizeof(why));
 				long v = SSL_get_verify_result(c->ssl);
-				log_warn("api: %s: %s%s%s", c->peer, why, v != X509_V_OK ? ": " : "",
-				         v != X509_V_OK ? X509_verify_cert_error_string(v) : "");
+				log_refused(c->api, c->peer, why,
+				            v != X509_V_OK ? X509_verify_cert_error_string(v) : NULL);
 				c->close_after = true; /* the alert goes out, then the connection closes */
 				atomic_fetch_add_explicit(&c->api->handshake_failures, 1, memory_order_relaxed);
 			}
@@ -1174,18 +1282,24 @@ static void pump(struct api_conn *c)
 		}
 		c->handshaken = true;
 		after_handshake(c);
+		arm(c, API_REQUEST_MS);
 	}
 	uint8_t plain[16384];
 	c->in_pump = true;
-	while (!c->closing && !c->busy && !c->close_after) {
-		if (c->pending.len > 0) {
+	/* One answer at a time: the next request waits until this one is written, so a
+	 * client that does not read holds at most one answer in memory. */
+	while (!c->closing && !c->busy && !c->close_after && c->writes_pending == 0) {
+		if (c->pending_off < c->pending.len) {
 			/* Bytes read past the last request come first. */
-			struct buf rest = c->pending;
-			buf_init(&c->pending, API_MAX_BODY + API_MAX_HEADER_BYTES);
-			feed(c, rest.data, rest.len);
-			buf_free(&rest);
+			c->pending_off += feed(c, c->pending.data + c->pending_off,
+			                       c->pending.len - c->pending_off);
+			if (c->pending_off >= c->pending.len) {
+				buf_reset(&c->pending);
+				c->pending_off = 0;
+			}
 			continue;
 		}
+		ERR_clear_error();
 		int n = SSL_read(c->ssl, plain, sizeof(plain));
 		if (n <= 0) {
 			int e = SSL_get_error(c->ssl, n);
@@ -1194,7 +1308,12 @@ static void pump(struct api_conn *c)
 				c->close_after = true; /* closed by the peer, or broken */
 			break;
 		}
-		feed(c, plain, (size_t)n);
+		size_t used = feed(c, plain, (size_t)n);
+		if (used < (size_t)n && !c->closing &&
+		    !buf_append(&c->pending, plain + used, (size_t)n - used)) {
+			conn_close(c);
+			break;
+		}
 	}
 	c->in_pump = false;
 	if (c->closing)
@@ -1205,6 +1324,26 @@ static void pump(struct api_conn *c)
 		return;
 	}
 	update_reading(c);
+}
+
+static bool same_host(const struct sockaddr_storage *x, const struct sockaddr_storage *y)
+{
+	if (x->ss_family != y->ss_family)
+		return false;
+	if (x->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)x)->sin_addr.s_addr ==
+		       ((const struct sockaddr_in *)y)->sin_addr.s_addr;
+	return memcmp(&((const struct sockaddr_in6 *)x)->sin6_addr,
+	              &((const struct sockaddr_in6 *)y)->sin6_addr, 16) == 0;
+}
+
+/* Connections open from c's address, c included. */
+static size_t from_peer(struct api *a, const struct api_conn *c)
+{
+	size_t n = 0;
+	for (const struct api_conn *o = a->conns; o != NULL; o = o->next)
+		n += !o->closing && same_host(&o->peer_ss, &c->peer_ss);
+	return n;
 }
 
 static void on_connection(uv_stream_t *l, int status)
@@ -1237,10 +1376,13 @@ static void on_connection(uv_stream_t *l, int status)
 	 * still unacknowledged, and Nagle would hold the answer for the client's delayed
 	 * ACK (about 40 ms). */
 	uv_tcp_nodelay(&c->tcp, 1);
-	struct sockaddr_storage ss;
-	int sl = sizeof(ss);
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0)
-		http_format_addr(&ss, c->peer, sizeof(c->peer));
+	int sl = sizeof(c->peer_ss);
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer_ss, &sl) == 0)
+		http_format_addr(&c->peer_ss, c->peer, sizeof(c->peer));
+	if (from_peer(a, c) > API_MAX_PER_PEER) {
+		conn_close(c);
+		return;
+	}
 	c->ssl = SSL_new(a->tls->ctx);
 	c->rbio = BIO_new(BIO_s_mem());
 	c->wbio = BIO_new(BIO_s_mem());
@@ -1254,7 +1396,7 @@ static void on_connection(uv_stream_t *l, int status)
 	SSL_set_accept_state(c->ssl);
 	llhttp_init(&c->parser, HTTP_REQUEST, &parser_settings);
 	c->parser.data = c;
-	arm(c, API_REQUEST_MS);
+	arm(c, API_HANDSHAKE_MS);
 	update_reading(c);
 }
 
@@ -1341,12 +1483,29 @@ void api_stop(struct api *a)
 	a->q_stop = true;
 	pthread_cond_broadcast(&a->q_cond);
 	pthread_mutex_unlock(&a->q_lock);
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += API_CALL_MS / 1000;
+	size_t joined = 0;
 	for (size_t i = 0; i < a->n_writers_started; i++)
-		pthread_join(a->writers[i].thread, NULL);
-	a->n_writers_started = 0;
+		joined += pthread_timedjoin_np(a->writers[i].thread, NULL, &until) == 0;
 	take_done(a);
-	uv_close((uv_handle_t *)&a->done_async, NULL);
-	a->async_open = false;
+	if (joined < a->n_writers_started) {
+		/* A writer is stuck in a database that does not answer. revd exits without
+		 * it: its calls are answered 503, and what it holds is left to the exit. */
+		log_error("api: %zu writer%s stuck in the database; exiting without %s",
+		          a->n_writers_started - joined, a->n_writers_started - joined == 1 ? "" : "s",
+		          a->n_writers_started - joined == 1 ? "it" : "them");
+		a->stuck = true;
+		for (struct api_job *f = a->inflight; f != NULL; f = f->next_inflight)
+			if (!f->abandoned)
+				abandon(f, "revd is stopping and the database has not answered");
+		uv_unref((uv_handle_t *)&a->done_async);
+	} else {
+		a->n_writers_started = 0;
+		uv_close((uv_handle_t *)&a->done_async, NULL);
+		a->async_open = false;
+	}
 	/* Writes waiting to be served are committed: they are answered so now (202). */
 	while (a->waiting != NULL) {
 		struct api_job *j = a->waiting;
@@ -1359,8 +1518,8 @@ void api_stop(struct api *a)
 
 void api_free(struct api *a)
 {
-	if (a == NULL)
-		return;
+	if (a == NULL || a->stuck)
+		return; /* a stuck writer still uses it; the process is exiting */
 	for (size_t i = 0; i < a->n_fds; i++)
 		if (a->fds[i] >= 0)
 			close(a->fds[i]);

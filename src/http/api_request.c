@@ -1,6 +1,7 @@
 /* The revocation API's requests: JSON bodies, status queries and client identities. */
 #include <ctype.h>
 #include <jansson.h>
+#include <openssl/err.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -212,11 +213,18 @@ static bool text_of(const unsigned char *d, int n, char *out, size_t cap)
 	return true;
 }
 
-static bool listed(const char *name, bool any_case, char *const *allow, size_t n_allow)
+/* An allow entry with "://" names a URI (matched exactly); any other a DNS name
+ * (matched in any case) or, for a certificate without DNS or URI names, a commonName
+ * (matched exactly). */
+static bool listed(const char *name, int kind, char *const *allow, size_t n_allow)
 {
-	for (size_t i = 0; i < n_allow; i++)
-		if (any_case ? strcasecmp(allow[i], name) == 0 : strcmp(allow[i], name) == 0)
+	for (size_t i = 0; i < n_allow; i++) {
+		bool uri_entry = strstr(allow[i], "://") != NULL;
+		if (kind == GEN_URI ? uri_entry && strcmp(allow[i], name) == 0
+		    : kind == GEN_DNS ? !uri_entry && strcasecmp(allow[i], name) == 0
+		                      : !uri_entry && strcmp(allow[i], name) == 0)
 			return true;
+	}
 	return false;
 }
 
@@ -233,20 +241,23 @@ bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, si
 	GENERAL_NAMES *sans = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	for (int i = 0; sans != NULL && i < sk_GENERAL_NAME_num(sans) && !ok; i++) {
 		const GENERAL_NAME *g = sk_GENERAL_NAME_value(sans, i);
-		bool dns = g->type == GEN_DNS;
-		const ASN1_STRING *v = dns ? g->d.dNSName : g->d.uniformResourceIdentifier;
-		if ((!dns && g->type != GEN_URI) ||
-		    !text_of(ASN1_STRING_get0_data(v), ASN1_STRING_length(v), name, sizeof(name)))
+		if (g->type != GEN_DNS && g->type != GEN_URI)
 			continue;
-		if (!named)
-			snprintf(who, wholen, "%s", name);
+		/* A DNS or URI name, even one that cannot match (not printable, too long),
+		 * means the certificate is named by them: its commonName no longer counts. */
 		named = true;
-		if (listed(name, dns, allow, n_allow)) {
+		const ASN1_STRING *v = g->type == GEN_DNS ? g->d.dNSName : g->d.uniformResourceIdentifier;
+		if (!text_of(ASN1_STRING_get0_data(v), ASN1_STRING_length(v), name, sizeof(name)))
+			continue;
+		if (strcmp(who, "(no name)") == 0)
+			snprintf(who, wholen, "%s", name);
+		if (listed(name, g->type, allow, n_allow)) {
 			snprintf(who, wholen, "%s", name);
 			ok = true;
 		}
 	}
 	GENERAL_NAMES_free(sans);
+	ERR_clear_error();
 	if (!named) {
 		/* No DNS or URI name: the subject's common name stands for the client. */
 		const X509_NAME *subj = X509_get_subject_name(x);
@@ -257,9 +268,10 @@ bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, si
 		                                                X509_NAME_get_entry(subj, at)));
 		if (text_of(utf8, n, name, sizeof(name))) {
 			snprintf(who, wholen, "CN=%s", name);
-			ok = listed(name, false, allow, n_allow);
+			ok = listed(name, -1, allow, n_allow);
 		}
 		OPENSSL_free(utf8);
+		ERR_clear_error();
 	}
 	X509_free(x);
 	return ok;

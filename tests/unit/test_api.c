@@ -173,7 +173,14 @@ static void test_identities(void **state)
 	assert_true(allowed("Payments client", "email:a@example.org", who));
 	assert_false(allowed("Payments client", "DNS:pay.example", who));
 	assert_false(allowed("payments client", NULL, who));
-	/* Not a certificate. */
+	/* An entry with "://" is a URI and matches URIs only; the others match DNS names
+	 * (and commonNames) only. */
+	assert_false(allowed("x", "DNS:spiffe://example.org/ca", who));
+	assert_false(allowed("x", "URI:ca-service.example", who));
+	/* A DNS name that cannot match (not printable) still hides the commonName. */
+	assert_false(allowed("ca-service.example", "DNS:bad\x01name", who));
+	assert_false(allowed("Payments client", "URI:spiffe://other/x", who));
+		/* Not a certificate. */
 	assert_false(api_identity_allowed((const uint8_t *)"\x30\x00", 2, NULL, 0, who, sizeof(who)));
 }
 
