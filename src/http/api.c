@@ -211,7 +211,7 @@ static int load_crls(SSL_CTX *ctx, const char *path, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: no PEM CRL in it", what);
 		return -1;
 	}
-	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK);
+	X509_STORE_set_flags(st, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
 	return 0;
 }
 
