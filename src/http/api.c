@@ -380,6 +380,11 @@ fail:
 	return NULL;
 }
 
+bool api_stuck(const struct api *a)
+{
+	return a != NULL && a->stuck;
+}
+
 const char *api_bound(const struct api *a)
 {
 	return a->n_fds > 0 ? a->bound[0] : "";

@@ -88,6 +88,9 @@ struct api_stats {
 	uint64_t live_ns_total;
 };
 void api_get_stats(struct api *a, struct api_stats *st);
+/* After api_stop: a writer never came back from the database. The process should end
+ * with _exit: an orderly teardown would free what that thread still uses. */
+bool api_stuck(const struct api *a);
 /* "127.0.0.1:8443" as bound, for logs. */
 const char *api_bound(const struct api *a);
 
