@@ -77,62 +77,15 @@ done
 
 STAMP=$(date +%Y%m%d-%H%M%S)
 OUT=${OUT:-$HERE/results/$STAMP}
-mkdir -p "$OUT"
-OUT=$(cd -- "$OUT" && pwd -P)
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() { echo "$PROG: $*" >&2; exit 1; }
-
-REVD=$ROOT/build-release/revd
-if ((!SKIP_BUILD)); then
-    log "building revd (Release) in build-release/"
-    cmake -S "$ROOT" -B "$ROOT/build-release" -DCMAKE_BUILD_TYPE=Release -DREVD_TESTS=OFF \
-        >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; die "cmake failed"; }
-    make -C "$ROOT/build-release" -j"$(nproc)" revd >>"$OUT/build.log" 2>&1 ||
-        { tail -30 "$OUT/build.log"; die "build failed"; }
-fi
-[[ -x $REVD ]] || die "$REVD not found (drop --skip-build)"
-
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
+bench_prepare
 {
-    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    echo "nproc: $(nproc)"
-    echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-    echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)"
-    echo "kernel: $(uname -srm)"
-    echo "openssl: $(openssl version)"
+    bench_machine_head
     echo "redis-server: $(redis-server --version | awk '{print $3}')"
     echo "postgresql: $(pgbench --version | awk '{print $3}') (pgbench); server from pg_harness"
     echo "wrk: $(wrk -v 2>&1 | head -1 | awk '{print $2}')"
-    echo "revd source: commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(
-        git -C "$ROOT" diff --quiet HEAD -- src CMakeLists.txt 2>/dev/null &&
-            [[ -z $(git -C "$ROOT" ls-files --others --exclude-standard -- src) ]] ||
-            echo ' + uncommitted changes in src/ (saved in src.diff)')$( ((SKIP_BUILD)) &&
-            echo ' (at run time: --skip-build, the binary may be older)')"
-    echo "revd binary: $REVD, built $(stat -c %y "$REVD" | cut -d. -f1), sha256 $(sha256sum "$REVD" | cut -c1-16)"
-    echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "busiest processes at start (%cpu over their lifetime, elapsed, command):"
-    ps -eo pcpu=,etime=,comm= --sort=-pcpu | head -5 | sed 's/^/    /'
-    echo "options: ${PYARGS[*]:-(defaults)}"
+    bench_machine_tail
 } | tee "$OUT/machine.txt"
-# what was measured: the tree the binary was built from (others may be editing src/)
-{
-    git -C "$ROOT" diff HEAD -- src CMakeLists.txt 2>/dev/null || true
-    git -C "$ROOT" ls-files --others --exclude-standard -- src 2>/dev/null |
-        while read -r f; do git -C "$ROOT" diff --no-index /dev/null "$f" 2>/dev/null || true; done
-} >"$OUT/src.diff"
-[[ -s $OUT/src.diff ]] || rm -f "$OUT/src.diff"
-
-# The driver runs in the foreground; bounded: each of its steps has a timeout.
-set +e
-(cd "$ROOT" && timeout --foreground -k 30 7200 \
-    python3 "$HERE/redisbench.py" --revd "$REVD" --out "$OUT" "${PYARGS[@]}") 2>&1 |
-    tee "$OUT/run.log"
-status=${PIPESTATUS[0]}
-set -e
-{
-    echo "loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "busiest processes at end:"
-    ps -eo pcpu=,etime=,comm= --sort=-pcpu | head -5 | sed 's/^/    /'
-} | tee -a "$OUT/machine.txt"
-log "results in $OUT"
-exit "$status"
+bench_src_diff
+bench_run_driver 7200 redisbench.py
