@@ -3,7 +3,7 @@
  * on the control loop: ciphertext read from the socket goes into the SSL object, the
  * plaintext it yields goes to llhttp, and whatever the SSL object has to send is
  * written out after each step. One request per connection at a time: the parser pauses
- * at each request's end and reading stops until it is answered.
+ * at each request's end, and reading stops until its answer is written.
  */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include <errno.h>
@@ -64,7 +64,7 @@ struct api_job {
 	struct api_call call;
 	char db_issuer[128];
 	struct store *store;
-	/* the outcome, from the pool thread */
+	/* the outcome, from a writer thread */
 	enum revoke_result res;
 	int read_rc; /* API_STATUS: revoke_read's */
 	bool retry; /* failed, and trying again later may succeed: 503 */

@@ -2,7 +2,7 @@
  * The revocation API: HTTPS for CAs on listeners of its own, client certificates
  * required (verified against [api] client_ca, and client_crl when set), and only the
  * identities in [api] allow may call it. It runs on the control loop, where changes
- * are heard, and writes through a blocking connection on libuv's thread pool.
+ * are heard, and writes through blocking connections on two writer threads of its own.
  *
  *   POST /v1/revoke  {"issuer", "serial", "reason"[, "invalidity_date"][, "revoked_at"]}
  *   POST /v1/unhold  {"issuer", "serial"}
@@ -45,10 +45,11 @@ int api_parse_body(enum api_op op, const uint8_t *body, size_t len, struct api_c
 int api_parse_query(const char *query, size_t len, struct api_call *out, char *err,
                     size_t errlen);
 
-/* Whether a client certificate (DER) names one of the allowed identities: a
- * subjectAltName dNSName (any case) or URI (exact), or, when it has neither, its
- * subject commonName. The matched identity, or the certificate's first name when none
- * matched, goes into who. */
+/* Whether a client certificate (DER) names one of the allowed identities: an entry
+ * with "://" matches a subjectAltName URI exactly; any other matches a dNSName in any
+ * case, or, when the certificate has no DNS or URI name at all, its subject
+ * commonName exactly. The matched identity, or the certificate's first printable name
+ * when none matched, goes into who. */
 bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, size_t n_allow,
                           char *who, size_t wholen);
 
