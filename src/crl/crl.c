@@ -247,9 +247,10 @@ static enum ext_kind ext_kind_of(const struct der_cursor *oid)
 	return EXT_UNKNOWN;
 }
 
-/* One Extension: its kind, criticality and value contents. */
-static bool read_extension(struct der_cursor *exts, enum ext_kind *kind, bool *critical,
-                           struct der_cursor *value)
+/* One Extension: its kind, criticality and value contents. A kind revd knows may
+ * appear once in a list: seen (0 before the first) keeps track. */
+static bool read_extension(struct der_cursor *exts, unsigned *seen, enum ext_kind *kind,
+                           bool *critical, struct der_cursor *value)
 {
 	struct der_cursor ext, oid;
 	if (!der_read(exts, DER_SEQUENCE, &ext) || !der_read_oid(&ext, &oid))
@@ -263,6 +264,9 @@ static bool read_extension(struct der_cursor *exts, enum ext_kind *kind, bool *c
 	if (!der_read(&ext, DER_OCTET_STRING, value) || !der_at_end(&ext))
 		return false;
 	*kind = ext_kind_of(&oid);
+	if (*kind != EXT_UNKNOWN && (*seen & (1u << *kind)))
+		return false;
+	*seen |= 1u << *kind;
 	return true;
 }
 
@@ -286,11 +290,8 @@ static bool read_entry(struct der_cursor *entries, struct crl_entry *e)
 		enum ext_kind kind;
 		bool critical;
 		struct der_cursor v;
-		if (!read_extension(&exts, &kind, &critical, &v))
+		if (!read_extension(&exts, &seen, &kind, &critical, &v))
 			return false;
-		if (kind != EXT_UNKNOWN && (seen & (1u << kind)))
-			return false;
-		seen |= 1u << kind;
 		if (kind == EXT_REASON) {
 			int r;
 			if (!der_read_small_uint(&v, DER_ENUMERATED, &r) || !der_at_end(&v) || r > 10 ||
@@ -325,11 +326,8 @@ static bool read_crl_extensions(struct der_cursor *c, struct crl_info *info)
 		enum ext_kind kind;
 		bool critical;
 		struct der_cursor v;
-		if (!read_extension(&exts, &kind, &critical, &v))
+		if (!read_extension(&exts, &seen, &kind, &critical, &v))
 			return false;
-		if (kind != EXT_UNKNOWN && (seen & (1u << kind)))
-			return false;
-		seen |= 1u << kind;
 		switch (kind) {
 		case EXT_NUMBER:
 			if (!read_u64(&v, &info->number) || !der_at_end(&v))

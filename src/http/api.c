@@ -460,24 +460,31 @@ static void respond(struct api_conn *c, int status, const char *extra_headers, j
 	c->job = NULL; /* answered: the caller has freed it or is about to */
 	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
-	size_t len = text ? strlen(text) : 0;
+	size_t len = text ? strlen(text) + 1 : 0; /* with a newline */
 	char head[512];
 	int hl = snprintf(head, sizeof(head),
 	                  "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
 	                  "Content-Length: %zu\r\nCache-Control: no-store\r\n%s%s\r\n",
-	                  status, http_status_text(status), len + (text ? 1 : 0),
-	                  extra_headers ? extra_headers : "",
+	                  status, http_status_text(status), len, extra_headers ? extra_headers : "",
 	                  c->close_after ? "Connection: close\r\n" : "");
+	/* One TLS record for the whole answer. */
+	char *msg = malloc((size_t)hl + len);
+	if (msg != NULL) {
+		memcpy(msg, head, (size_t)hl);
+		if (text != NULL) {
+			memcpy(msg + hl, text, len - 1);
+			msg[(size_t)hl + len - 1] = '\n';
+		}
+	}
+	free(text);
 	ERR_clear_error();
-	if (SSL_write(c->ssl, head, hl) != hl ||
-	    (text && (SSL_write(c->ssl, text, (int)len) != (int)len ||
-	              SSL_write(c->ssl, "\n", 1) != 1))) {
-		free(text);
+	if (msg == NULL || SSL_write(c->ssl, msg, hl + (int)len) != hl + (int)len) {
+		free(msg);
 		ERR_clear_error();
 		conn_close(c);
 		return;
 	}
-	free(text);
+	free(msg);
 	c->busy = false;
 	if (c->close_after) {
 		/* Closed once this is written (on_written, then linger). */
@@ -1254,13 +1261,8 @@ static void log_refused(struct api *a, const char *peer, const char *why, const 
 
 static void after_handshake(struct api_conn *c)
 {
-	X509 *peer = SSL_get0_peer_certificate(c->ssl);
-	unsigned char *der = NULL;
-	int len = peer ? i2d_X509(peer, &der) : -1;
-	c->allowed = len > 0 && api_identity_allowed(der, (size_t)len, c->api->tls->allow,
-	                                             c->api->tls->n_allow, c->who,
-	                                             sizeof(c->who));
-	OPENSSL_free(der);
+	c->allowed = api_identity_allowed(SSL_get0_peer_certificate(c->ssl), c->api->tls->allow,
+	                                  c->api->tls->n_allow, c->who, sizeof(c->who));
 }
 
 /* Drives the TLS session with what has been read, then the parser with what it yields. */

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <openssl/x509.h>
 #include <uv.h>
 
 #include "core/config.h"
@@ -45,13 +46,13 @@ int api_parse_body(enum api_op op, const uint8_t *body, size_t len, struct api_c
 int api_parse_query(const char *query, size_t len, struct api_call *out, char *err,
                     size_t errlen);
 
-/* Whether a client certificate (DER) names one of the allowed identities: an entry
+/* Whether a client certificate names one of the allowed identities: an entry
  * with "://" matches a subjectAltName URI exactly; any other matches a dNSName in any
  * case, or, when the certificate has no DNS or URI name at all, its subject
  * commonName exactly. The matched identity, or the certificate's first printable name
  * when none matched, goes into who. */
-bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, size_t n_allow,
-                          char *who, size_t wholen);
+bool api_identity_allowed(X509 *cert, char *const *allow, size_t n_allow, char *who,
+                          size_t wholen);
 
 /* ---- the server ---- */
 

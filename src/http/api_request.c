@@ -228,11 +228,9 @@ static bool listed(const char *name, int kind, char *const *allow, size_t n_allo
 	return false;
 }
 
-bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, size_t n_allow,
-                          char *who, size_t wholen)
+bool api_identity_allowed(X509 *x, char *const *allow, size_t n_allow, char *who,
+                          size_t wholen)
 {
-	const unsigned char *p = der;
-	X509 *x = d2i_X509(NULL, &p, (long)len);
 	snprintf(who, wholen, "(no name)");
 	if (x == NULL)
 		return false;
@@ -273,6 +271,5 @@ bool api_identity_allowed(const uint8_t *der, size_t len, char *const *allow, si
 		OPENSSL_free(utf8);
 		ERR_clear_error();
 	}
-	X509_free(x);
 	return ok;
 }

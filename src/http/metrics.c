@@ -42,6 +42,29 @@ static void histogram(struct buf *b, const char *name, const char *help, const d
 	put(b, "%s_sum %.9f\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
+/* A counter with one label: labels[i] NULL skips slot i. */
+static void family(struct buf *b, const char *name, const char *help, const char *label,
+                   const char *const *labels, const uint64_t *values, size_t n)
+{
+	put(b, "# HELP %s %s\n# TYPE %s counter\n", name, help, name);
+	for (size_t i = 0; i < n; i++)
+		if (labels[i] != NULL)
+			put(b, "%s{%s=\"%s\"} %llu\n", name, label, labels[i],
+			    (unsigned long long)values[i]);
+}
+
+/* HTTP status codes as labels, "other" for code 0. */
+static void status_labels(const int *codes, size_t n, char (*text)[8], const char **labels)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (codes[i] != 0)
+			snprintf(text[i], sizeof(text[i]), "%d", codes[i]);
+		else
+			snprintf(text[i], sizeof(text[i]), "other");
+		labels[i] = text[i];
+	}
+}
+
 /* One metric with its HELP and TYPE lines. */
 static void metric(struct buf *b, const char *name, const char *type, const char *help,
                    double v)
@@ -91,7 +114,7 @@ void http_metrics(struct http_server *s, struct buf *out)
 	static const char *const methods[HTTP_METHOD_SLOTS] = {"GET", "HEAD", "POST", "other"};
 	static const char *const ocsp[HTTP_OCSP_SLOTS] = {
 		"successful", "malformedRequest", "internalError", "tryLater",
-		"unused4", "sigRequired", "unauthorized", "other"};
+		NULL /* 4: unused */, "sigRequired", "unauthorized", NULL};
 	uint64_t m[HTTP_METHOD_SLOTS] = {0}, st[HTTP_STATUS_SLOTS] = {0}, oc[HTTP_OCSP_SLOTS] = {0};
 	uint64_t age[HTTP_AGE_BUCKETS + 1] = {0}, age_total = 0;
 	for (unsigned w = 0; w < s->n_workers; w++) {
@@ -109,28 +132,17 @@ void http_metrics(struct http_server *s, struct buf *out)
 	histogram(out, "revd_ocsp_answer_age_seconds",
 	          "age (now - producedAt) of the cached OCSP answers served", http_age_buckets,
 	          HTTP_AGE_BUCKETS, age, (double)age_total);
-	put(out, "# HELP revd_http_requests_by_method_total requests by method\n"
-	         "# TYPE revd_http_requests_by_method_total counter\n");
-	for (size_t i = 0; i < HTTP_METHOD_SLOTS; i++)
-		put(out, "revd_http_requests_by_method_total{method=\"%s\"} %llu\n", methods[i],
-		    (unsigned long long)m[i]);
-	put(out, "# HELP revd_http_responses_total responses by HTTP status\n"
-	         "# TYPE revd_http_responses_total counter\n");
-	for (size_t i = 0; i < HTTP_STATUS_SLOTS; i++) {
-		char code[8];
-		if (i < HTTP_STATUS_SLOTS - 1)
-			snprintf(code, sizeof(code), "%d", http_status_slots[i]);
-		else
-			snprintf(code, sizeof(code), "other");
-		put(out, "revd_http_responses_total{status=\"%s\"} %llu\n", code,
-		    (unsigned long long)st[i]);
-	}
-	put(out, "# HELP revd_ocsp_responses_total OCSP answers by responseStatus\n"
-	         "# TYPE revd_ocsp_responses_total counter\n");
-	for (size_t i = 0; i < HTTP_OCSP_SLOTS; i++)
-		if (i != 4 && i != 7)
-			put(out, "revd_ocsp_responses_total{outcome=\"%s\"} %llu\n", ocsp[i],
-			    (unsigned long long)oc[i]);
+	family(out, "revd_http_requests_by_method_total", "requests by method", "method", methods,
+	       m, HTTP_METHOD_SLOTS);
+	int codes[HTTP_STATUS_SLOTS] = {0}; /* the last: any other */
+	memcpy(codes, http_status_slots, sizeof(http_status_slots));
+	char code_text[HTTP_STATUS_SLOTS][8];
+	const char *code_labels[HTTP_STATUS_SLOTS];
+	status_labels(codes, HTTP_STATUS_SLOTS, code_text, code_labels);
+	family(out, "revd_http_responses_total", "responses by HTTP status", "status", code_labels,
+	       st, HTTP_STATUS_SLOTS);
+	family(out, "revd_ocsp_responses_total", "OCSP answers by responseStatus", "outcome", ocsp,
+	       oc, HTTP_OCSP_SLOTS);
 
 	if (r->l2 != NULL) {
 		struct l2_stats ls;
@@ -190,17 +202,11 @@ void http_metrics(struct http_server *s, struct buf *out)
 	if (s->api != NULL) {
 		struct api_stats as;
 		api_get_stats(s->api, &as);
-		put(out, "# HELP revd_api_responses_total revocation API answers by HTTP status\n"
-		         "# TYPE revd_api_responses_total counter\n");
-		for (size_t i = 0; i < API_STATUS_SLOTS; i++) {
-			char code[8];
-			if (as.status[i] != 0)
-				snprintf(code, sizeof(code), "%d", as.status[i]);
-			else
-				snprintf(code, sizeof(code), "other");
-			put(out, "revd_api_responses_total{status=\"%s\"} %llu\n", code,
-			    (unsigned long long)as.by_status[i]);
-		}
+		char api_text[API_STATUS_SLOTS][8];
+		const char *api_labels[API_STATUS_SLOTS];
+		status_labels(as.status, API_STATUS_SLOTS, api_text, api_labels);
+		family(out, "revd_api_responses_total", "revocation API answers by HTTP status",
+		       "status", api_labels, as.by_status, API_STATUS_SLOTS);
 		metric(out, "revd_api_handshake_failures_total", "counter",
 		       "TLS handshakes refused (no client certificate, not from client_ca, revoked)",
 		       (double)as.handshake_failures);

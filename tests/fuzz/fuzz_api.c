@@ -61,7 +61,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		                              "Payments CA client"};
 		char who[64];
 		memset(who, 0x7f, sizeof(who));
-		(void)api_identity_allowed(data, size, allow, 3, who, 48);
+		const unsigned char *p = data;
+		X509 *x = d2i_X509(NULL, &p, (long)size);
+		(void)api_identity_allowed(x, allow, 3, who, 48);
+		X509_free(x);
 		check_message(who, 48, sizeof(who));
 	}
 	return 0;
