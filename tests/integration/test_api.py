@@ -42,6 +42,7 @@ from api_harness import (ApiAnswer, ApiClient, api_section, http_bytes, make_api
 from crl_harness import Crl, get_crl, openssl_crl_text, run_revd_cli
 from pg_harness import PgTestCase, free_port
 from revd_harness import (REVD_BIN, OcspResp, RevdTestCase, asn1_time, der_children,
+                          http_request,
                           der_read, main, main_pki,
                           ocsp_post, ocsp_request, openssl_time, parse_ocsp_status_output,
                           read_index, run)
@@ -162,9 +163,9 @@ class ApiTest(PgTestCase, RevdTestCase):
 
     # ---- revd
     def conf(self, dsn, api_port, crl=False, api_extra="", allow=None, extra_api_ports=(),
-             crl_lines="", issuer_lines=""):
-        text = ("[server]\nlisten = 127.0.0.1:%d\nworkers = 2\n\n[postgres]\ndsn = %s\n"
-                % (self.ocsp_port, dsn))
+             crl_lines="", issuer_lines="", server_lines=""):
+        text = ("[server]\nlisten = 127.0.0.1:%d\nworkers = 2\n%s\n[postgres]\ndsn = %s\n"
+                % (self.ocsp_port, server_lines, dsn))
         if crl:
             text += ("\n[crl]\nbase_url = %s\nvalidity = 7200s\ninterval = %ds\n"
                      "delta_validity = 1800s\ndelta_interval = %ds\ndelta_debounce = 500ms\n%s"
@@ -363,6 +364,46 @@ class ApiTest(PgTestCase, RevdTestCase):
             self.assertEqual(self.ocsp(r, serial), "good")
 
     # ------------------------------------------------------------------ tests
+
+    def test_metrics_and_json_log_lines(self):
+        """/metrics counts the API's answers, the commit-to-served time, the age of the
+        cached answers served and PostgreSQL lookups; JSON log lines about the revoked
+        certificate carry its issuer and serial as fields."""
+        dsn = self.new_db()
+        r = self.start_api(dsn, server_lines="log_format = json\n")
+        victim = self.pki.leaf("good", 2)["serial"]
+        self.warm(r, victim)
+        self.assert_write(self.client(r).revoke(ISSUER, victim, "keyCompromise"), victim,
+                          "revoked", "keyCompromise")
+        self.assert_error(self.client(r, "unlisted").status(ISSUER, victim), 403)
+        for _ in range(2):
+            self.assertEqual(self.ocsp(r, victim), "revoked")
+        status, _, body = http_request(r.port, "GET", "/metrics")
+        self.assertEqual(status, 200)
+        values = {}
+        for line in body.decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        self.assertGreaterEqual(values['revd_api_responses_total{status="200"}'], 1)
+        self.assertGreaterEqual(values['revd_api_responses_total{status="403"}'], 1)
+        self.assertEqual(values['revd_api_live_seconds_count'], 1)
+        self.assertLess(values['revd_api_live_seconds_sum'], LIVE_TIMEOUT_MS / 1000)
+        # The warm-up and the answers after the write were served from memory.
+        self.assertGreaterEqual(values['revd_ocsp_answer_age_seconds_count'], 2)
+        self.assertEqual(values['revd_ocsp_answer_age_seconds_count'],
+                         values['revd_ocsp_answer_age_seconds_bucket{le="+Inf"}'])
+        self.assertGreaterEqual(values['revd_pg_lookup_seconds_count'], 2)
+        lines = [json.loads(l) for l in r.stderr().splitlines() if l.startswith("{")]
+        self.assertTrue(lines, r.stderr()[-2000:])
+        about = [l for l in lines if l.get("serial", "").upper().lstrip("0") ==
+                 victim.upper().lstrip("0")]
+        served = [l for l in about if "served after" in l["msg"]]
+        self.assertEqual(len(served), 1, about)
+        self.assertEqual(served[0]["issuer"], ISSUER)
+        feed = [l for l in about if l["msg"].startswith("postgres change feed")]
+        self.assertTrue(feed, about)
+        self.assertEqual(feed[0]["issuer"], ISSUER)
 
     def test_revoke_is_served_at_once(self):
         dsn = self.new_db()
