@@ -707,8 +707,8 @@ static struct crl_repo *repo_for(struct crl_publisher *p, bool pg, char *err, si
 {
 	struct crl_repo **slot = pg ? &p->pg_repo : &p->dir_repo;
 	if (*slot == NULL)
-		*slot = pg ? crl_repo_pg_new(p->cfg->pg_dsn, err, errlen)
-		           : crl_repo_dir_new(p->cfg->crl_dir, err, errlen);
+		*slot = pg ? crl_repo_pg_new(p->cfg->pg_dsn, p->cfg->crl_max_bytes, err, errlen)
+		           : crl_repo_dir_new(p->cfg->crl_dir, p->cfg->crl_max_bytes, err, errlen);
 	return *slot;
 }
 

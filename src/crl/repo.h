@@ -67,11 +67,11 @@ struct crl_repo {
 
 /* A directory: DIR/STEM.crl and DIR/STEM-delta.crl, replaced atomically; the lock is
  * an flock on DIR/STEM.lock. NULL with a message if dir cannot be used. */
-struct crl_repo *crl_repo_dir_new(const char *dir, char *err, size_t errlen);
+struct crl_repo *crl_repo_dir_new(const char *dir, size_t max_bytes, char *err, size_t errlen);
 
 /* PostgreSQL's crls and crl_series tables (sql/002_crls.sql), over a connection of its
  * own. NULL with a message if the database cannot be reached. */
-struct crl_repo *crl_repo_pg_new(const char *dsn, char *err, size_t errlen);
+struct crl_repo *crl_repo_pg_new(const char *dsn, size_t max_bytes, char *err, size_t errlen);
 
 static inline void crl_repo_free(struct crl_repo *r)
 {

@@ -19,11 +19,10 @@
 #include "core/file.h"
 #include "crl/crl.h"
 
-#define DIR_MAX_CRL ((size_t)4 << 30)
-
 struct dir_repo {
 	struct crl_repo base;
 	char *dir;
+	size_t max_bytes; /* a larger CRL file is refused, not read */
 	int lock_fd; /* the series this process generates now; -1: none */
 };
 
@@ -40,9 +39,10 @@ static void path_of(const struct dir_repo *r, const char *stem, const char *suff
 }
 
 /* Reads a whole file; a missing one leaves b empty and succeeds. */
-static int read_file(const char *path, struct crl_blob *b, char *err, size_t errlen)
+static int read_file(const struct dir_repo *r, const char *path, struct crl_blob *b, char *err,
+                     size_t errlen)
 {
-	return file_read(path, DIR_MAX_CRL, &b->der, &b->len, err, errlen) < 0 ? -1 : 0;
+	return file_read(path, r->max_bytes, &b->der, &b->len, err, errlen) < 0 ? -1 : 0;
 }
 
 static int read_head(const struct dir_repo *r, const char *stem, uint64_t v[3], char *err,
@@ -86,10 +86,10 @@ static int dir_load(struct crl_repo *base, const struct crl_series_id *s, uint64
 	if (read_head(r, s->stem, head, err, errlen) != 0)
 		return -1;
 	path_of(r, s->stem, ".crl", path, sizeof(path));
-	if (read_file(path, full, err, errlen) != 0)
+	if (read_file(r, path, full, err, errlen) != 0)
 		return -1;
 	path_of(r, s->stem, "-delta.crl", path, sizeof(path));
-	if (read_file(path, delta, err, errlen) != 0) {
+	if (read_file(r, path, delta, err, errlen) != 0) {
 		crl_blob_clear(full);
 		return -1;
 	}
@@ -215,7 +215,7 @@ static const struct crl_repo_ops dir_ops = {
 	.free = dir_free,
 };
 
-struct crl_repo *crl_repo_dir_new(const char *dir, char *err, size_t errlen)
+struct crl_repo *crl_repo_dir_new(const char *dir, size_t max_bytes, char *err, size_t errlen)
 {
 	if (dir == NULL) {
 		snprintf(err, errlen, "no [crl] dir");
@@ -236,6 +236,7 @@ struct crl_repo *crl_repo_dir_new(const char *dir, char *err, size_t errlen)
 		return NULL;
 	}
 	r->base.ops = &dir_ops;
+	r->max_bytes = max_bytes;
 	r->lock_fd = -1;
 	return &r->base;
 }

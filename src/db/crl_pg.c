@@ -15,6 +15,7 @@ struct pg_repo {
 	char *dsn;
 	PGconn *conn;
 	bool in_tx;
+	size_t max_bytes; /* a larger CRL row is refused in the query, never fetched */
 };
 
 static bool connected(struct pg_repo *r, char *err, size_t errlen)
@@ -58,12 +59,18 @@ static PGresult *run(struct pg_repo *r, const char *what, const char *sql, int n
 	return res;
 }
 
-static uint64_t be64(const char *p)
+/* A binary-format integer of n octets (PostgreSQL's int4 and int8). */
+static uint64_t be_n(const char *p, int n)
 {
 	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < n; i++)
 		v = v << 8 | (uint8_t)p[i];
 	return v;
+}
+
+static uint64_t be64(const char *p)
+{
+	return be_n(p, 8);
 }
 
 #define SERIES_WHERE                                                                       \
@@ -76,21 +83,34 @@ static uint64_t be64(const char *p)
 static int fetch(struct pg_repo *r, const struct crl_series_id *s, bool delta, uint64_t have,
                  struct crl_blob *b, char *err, size_t errlen)
 {
-	char shard[16], hv[24];
+	char shard[16], hv[24], max[24];
 	snprintf(shard, sizeof(shard), "%u", s->shard);
 	snprintf(hv, sizeof(hv), "%llu", (unsigned long long)have);
-	const char *values[3] = {s->issuer, shard, hv};
-	/* The bytes only when they are not the ones the caller holds. */
+	snprintf(max, sizeof(max), "%zu", r->max_bytes);
+	const char *values[4] = {s->issuer, shard, hv, max};
+	/* The bytes only when they are not the ones the caller holds, and never more than
+	 * [crl] max_bytes of them. */
+#define FETCH_COLUMNS                                                                     \
+	"SELECT number, CASE WHEN number = $3::bigint OR octet_length(der) > $4::bigint "    \
+	"THEN NULL ELSE der END, octet_length(der) FROM crls WHERE " SERIES_WHERE PUBLISHED
 	PGresult *res = run(r, "reading a CRL",
-	                    delta ? "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
-	                            "END FROM crls WHERE " SERIES_WHERE
-	                            PUBLISHED " AND delta_base IS NOT NULL ORDER BY number DESC LIMIT 1"
-	                          : "SELECT number, CASE WHEN number = $3::bigint THEN NULL ELSE der "
-	                            "END FROM crls WHERE " SERIES_WHERE
-	                            PUBLISHED " AND delta_base IS NULL ORDER BY number DESC LIMIT 1",
-	                    3, values, 1, err, errlen);
+	                    delta ? FETCH_COLUMNS " AND delta_base IS NOT NULL ORDER BY number DESC LIMIT 1"
+	                          : FETCH_COLUMNS " AND delta_base IS NULL ORDER BY number DESC LIMIT 1",
+	                    4, values, 1, err, errlen);
+#undef FETCH_COLUMNS
 	if (res == NULL)
 		return -1;
+	if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8 && PQgetisnull(res, 0, 1) &&
+	    be64(PQgetvalue(res, 0, 0)) != have) {
+		snprintf(err, errlen, "%s CRL number %llu of %s is %llu bytes, over [crl] max_bytes "
+		         "(%zu): not read", delta ? "delta" : "full",
+		         (unsigned long long)be64(PQgetvalue(res, 0, 0)), s->issuer,
+		         (unsigned long long)(PQgetlength(res, 0, 2) == 4 ? be_n(PQgetvalue(res, 0, 2), 4)
+		                                                          : 0),
+		         r->max_bytes);
+		PQclear(res);
+		return -1;
+	}
 	if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8 && PQgetisnull(res, 0, 1)) {
 		b->number = be64(PQgetvalue(res, 0, 0));
 	} else if (PQntuples(res) == 1 && PQgetlength(res, 0, 0) == 8) {
@@ -296,7 +316,7 @@ static const struct crl_repo_ops pg_ops = {
 	.free = pg_free,
 };
 
-struct crl_repo *crl_repo_pg_new(const char *dsn, char *err, size_t errlen)
+struct crl_repo *crl_repo_pg_new(const char *dsn, size_t max_bytes, char *err, size_t errlen)
 {
 	struct pg_repo *r = calloc(1, sizeof(*r));
 	if (r == NULL || (r->dsn = strdup(dsn ? dsn : "")) == NULL) {
@@ -305,6 +325,7 @@ struct crl_repo *crl_repo_pg_new(const char *dsn, char *err, size_t errlen)
 		return NULL;
 	}
 	r->base.ops = &pg_ops;
+	r->max_bytes = max_bytes;
 	/* Connected on first use: the database may come up after revd. */
 	return &r->base;
 }

@@ -102,16 +102,16 @@ class CrlPgTest(PgTestCase, RevdTestCase):
         return rows
 
     # ---- revd
-    def conf(self, dsn, issuer_extra=None, pki=None):
+    def conf(self, dsn, issuer_extra=None, pki=None, crl_extra=""):
         pki = pki or self.pki
         if issuer_extra is None:
             issuer_extra = "crl = yes\ncrl_key = %s\n" % pki.issuing_key
         return ("[server]\nworkers = 2\n\n[postgres]\ndsn = %s\n\n[crl]\nbase_url = %s\n"
                 "validity = %ds\ninterval = %ds\ndelta_validity = %ds\ndelta_interval = %ds\n"
-                "delta_debounce = 500ms\n\n[issuer main]\nca = %s\nsigner_cert = %s\n"
+                "delta_debounce = 500ms\n%s\n[issuer main]\nca = %s\nsigner_cert = %s\n"
                 "signer_key = %s\nstore = postgres\n%s"
                 % (dsn, BASE_URL, VALIDITY, INTERVAL, DELTA_VALIDITY, DELTA_INTERVAL,
-                   pki.issuing, pki.ocsp_cert, pki.ocsp_key, issuer_extra))
+                   crl_extra, pki.issuing, pki.ocsp_cert, pki.ocsp_key, issuer_extra))
 
     def start_instances(self, dsn, n=2, wait_crls=True, **kw):
         probe = ocsp_request(self.pki.issuing, self.pki.leaf("good")["serial"])
@@ -155,6 +155,27 @@ class CrlPgTest(PgTestCase, RevdTestCase):
             self.assertEqual(r.stop(), 0, "%s did not exit cleanly" % r.name)
 
     # ------------------------------------------------------------------ tests
+
+    def test_row_over_max_bytes_is_not_read(self):
+        """A CRL row larger than [crl] max_bytes is refused in the query (never fetched
+        into memory): the instance says so and serves no CRL rather than a cut one."""
+        dsn = self.new_db()
+        self.psql(dsn, "INSERT INTO certificates (issuer_id, serial, not_after, revoked_at, "
+                       "reason) SELECT id, decode(to_hex(268435456 + g), 'hex'), now() + "
+                       "interval '1 year', now() - interval '1 hour', 1 FROM issuers, "
+                       "generate_series(1, 150) g WHERE name = 'main'")
+        builder = self.start_instances(dsn, n=1)[0]
+        full, _ = self.served(builder, "main.crl")
+        self.assertGreater(len(full), 4096)
+        small = self.start_revd(config=self.conf(dsn, crl_extra="build = no\nmax_bytes = 4096\n"),
+                                name="revd-small")
+        wait_until(self, "the refusal logged",
+                   lambda: "over [crl] max_bytes" in small.stderr() or None, 10,
+                   interval=0.05)
+        st, _, _ = get_crl(small.port, "main.crl")
+        self.assertEqual(st, 404)
+        self.assertIn("full CRL number %d of main is %d bytes" % (Crl(full).number, len(full)),
+                      small.stderr())
 
     def test_instances_serve_the_same_crls(self):
         dsn = self.new_db()
